@@ -1,0 +1,385 @@
+//! The configuration file (`--config`), as typed data.
+//!
+//! Parsing is validation: every section denies unknown keys and every value is typed, so a
+//! typo or a bad level fails at start-up with the key's path and line, instead of being
+//! silently ignored on the admission path.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use serde::{Deserialize, Deserializer};
+
+/// The whole configuration; every section and key is optional and has the documented default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Config {
+    /// Pod Security Standards.
+    pub pod_security: PodSecurityConfig,
+    /// GMSA credential specs for Windows pods.
+    pub gmsa: GmsaConfig,
+    /// Default resource requests and limits.
+    pub default_resources: DefaultResourcesConfig,
+    /// imagePullSecrets by image rule.
+    pub image_pull_secrets: ImagePullSecretsConfig,
+    /// PSP-style security defaults.
+    pub security_defaults: SecurityDefaultsConfig,
+    /// What to answer when a policy cannot decide.
+    pub failure: FailureConfig,
+}
+
+/// The configuration file does not describe a valid configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    /// Dotted path of the offending key, such as `podSecurity.defaults.enforce`.
+    pub path: String,
+    /// What is wrong, with the line and column when known.
+    pub message: String,
+}
+
+impl Config {
+    /// Parses the YAML configuration file's text. An empty file is the default configuration.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
+        let has_content = text.lines().any(|line| {
+            let line = line.trim();
+            !line.is_empty() && !line.starts_with('#') && line != "---"
+        });
+        if !has_content {
+            return Ok(Config::default());
+        }
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|err| {
+            let path = err.path().to_string();
+            ConfigError {
+                path: if path == "." { "(top level)".to_owned() } else { path },
+                message: err.into_inner().to_string(),
+            }
+        })
+    }
+}
+
+/// A Pod Security Standards level.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Unrestricted.
+    #[default]
+    Privileged,
+    /// Prevents known privilege escalations.
+    Baseline,
+    /// Hardening best practices.
+    Restricted,
+}
+
+impl Level {
+    /// The label value spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Privileged => "privileged",
+            Level::Baseline => "baseline",
+            Level::Restricted => "restricted",
+        }
+    }
+}
+
+/// A Pod Security Standards version: `latest` or `v1.N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum PolicyVersion {
+    /// A specific minor version of Kubernetes 1.x.
+    Minor(u32),
+    /// The newest version kadmit knows.
+    #[default]
+    Latest,
+}
+
+impl PolicyVersion {
+    /// Parses `latest` or `v1.N`, the spelling of the `*-version` namespace labels.
+    pub fn parse(text: &str) -> Option<PolicyVersion> {
+        if text == "latest" {
+            return Some(PolicyVersion::Latest);
+        }
+        let minor = text.strip_prefix("v1.")?;
+        if minor.is_empty()
+            || !minor.bytes().all(|b| b.is_ascii_digit())
+            || (minor.len() > 1 && minor.starts_with('0'))
+        {
+            return None;
+        }
+        minor.parse().ok().map(PolicyVersion::Minor)
+    }
+}
+
+impl fmt::Display for PolicyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PolicyVersion::Latest => f.write_str("latest"),
+            PolicyVersion::Minor(n) => write!(f, "v1.{n}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PolicyVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        PolicyVersion::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid Pod Security version `{text}`: expected `latest` or `v1.N`, such as v1.30"
+            ))
+        })
+    }
+}
+
+/// `podSecurity`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PodSecurityConfig {
+    /// Levels used where a namespace has no `pod-security.kubernetes.io/*` labels.
+    pub defaults: PodSecurityDefaults,
+    /// Requests that are never evaluated.
+    pub exemptions: PodSecurityExemptions,
+    /// How pod templates of workload resources are treated.
+    pub workloads: WorkloadMode,
+}
+
+/// `podSecurity.defaults`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PodSecurityDefaults {
+    /// Level whose violations deny the pod.
+    pub enforce: Level,
+    /// Version of the enforce level.
+    pub enforce_version: PolicyVersion,
+    /// Level whose violations are recorded in the audit annotations.
+    pub audit: Level,
+    /// Version of the audit level.
+    pub audit_version: PolicyVersion,
+    /// Level whose violations are returned as warnings.
+    pub warn: Level,
+    /// Version of the warn level.
+    pub warn_version: PolicyVersion,
+}
+
+/// `podSecurity.exemptions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PodSecurityExemptions {
+    /// Requesting users that are exempt.
+    pub usernames: Vec<String>,
+    /// Namespaces that are exempt.
+    pub namespaces: Vec<String>,
+    /// Runtime class names that are exempt.
+    pub runtime_classes: Vec<String>,
+}
+
+/// `podSecurity.workloads`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkloadMode {
+    /// Warn and audit, as upstream Pod Security Admission does.
+    #[default]
+    Warn,
+    /// Deny workloads whose pods would be denied.
+    Enforce,
+    /// Do not evaluate workloads.
+    Ignore,
+}
+
+/// `gmsa`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct GmsaConfig {
+    /// Whether GMSA expansion and authorization run.
+    pub enabled: bool,
+    /// Whether a random hostname is set on pods that use GMSA.
+    pub random_hostname: bool,
+}
+
+impl Default for GmsaConfig {
+    fn default() -> Self {
+        GmsaConfig {
+            enabled: true,
+            random_hostname: false,
+        }
+    }
+}
+
+/// `defaultResources`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct DefaultResourcesConfig {
+    /// Apply the namespace's LimitRange defaults.
+    pub limit_ranges: bool,
+    /// Cluster-wide defaults; the first rule whose selector matches the namespace applies.
+    pub rules: Vec<ResourceRule>,
+}
+
+impl Default for DefaultResourcesConfig {
+    fn default() -> Self {
+        DefaultResourcesConfig {
+            limit_ranges: true,
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One `defaultResources.rules` entry.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ResourceRule {
+    /// Namespaces the rule applies to.
+    pub namespace_selector: LabelSelector,
+    /// Default limits.
+    pub default: BTreeMap<String, Quantity>,
+    /// Default requests.
+    pub default_request: BTreeMap<String, Quantity>,
+}
+
+/// `imagePullSecrets`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ImagePullSecretsConfig {
+    /// Rules, in order.
+    pub rules: Vec<PullSecretRule>,
+}
+
+/// One `imagePullSecrets.rules` entry.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct PullSecretRule {
+    /// Patterns on the normalized image reference.
+    pub images: Vec<String>,
+    /// Secrets added when an image matches.
+    pub secrets: Vec<String>,
+    /// Namespaces the rule applies to.
+    pub namespace_selector: LabelSelector,
+}
+
+/// `securityDefaults`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct SecurityDefaultsConfig {
+    /// Off by default: changing pods' security settings must be asked for.
+    pub enabled: bool,
+    /// The seccomp profile type set where neither pod nor container sets one.
+    pub seccomp_profile: Option<String>,
+    /// The value set where `allowPrivilegeEscalation` is unset.
+    pub allow_privilege_escalation: Option<bool>,
+    /// Add `ALL` to `capabilities.drop` where drop is empty.
+    pub drop_all_capabilities: bool,
+    /// Namespaces the defaults apply to.
+    pub namespace_selector: LabelSelector,
+}
+
+impl Default for SecurityDefaultsConfig {
+    fn default() -> Self {
+        SecurityDefaultsConfig {
+            enabled: false,
+            seccomp_profile: Some("RuntimeDefault".to_owned()),
+            allow_privilege_escalation: Some(false),
+            drop_all_capabilities: false,
+            namespace_selector: LabelSelector::default(),
+        }
+    }
+}
+
+/// `failure`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct FailureConfig {
+    /// The answer when a policy cannot decide before the deadline.
+    pub on_error: OnError,
+}
+
+/// `failure.onError`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Deny, with a message naming what could not decide: the safe default.
+    #[default]
+    Deny,
+    /// Allow, with a warning naming what could not decide.
+    Allow,
+}
+
+impl OnError {
+    /// `deny` or `allow`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnError::Deny => "deny",
+            OnError::Allow => "allow",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_contract_example_parses() {
+        let config = Config::from_yaml(
+            r#"
+podSecurity:
+  defaults: {enforce: baseline, enforceVersion: v1.30, audit: restricted, auditVersion: latest, warn: restricted, warnVersion: latest}
+  exemptions: {usernames: [a], namespaces: [kube-system], runtimeClasses: []}
+  workloads: enforce
+gmsa: {enabled: true, randomHostname: false}
+defaultResources:
+  limitRanges: true
+  rules:
+    - namespaceSelector: {}
+      default: {cpu: 500m, memory: 256Mi}
+      defaultRequest: {cpu: 100m, memory: 128Mi}
+imagePullSecrets:
+  rules:
+    - images: ["registry.example.com/*"]
+      secrets: ["regcred"]
+      namespaceSelector: {}
+securityDefaults: {enabled: false, seccompProfile: RuntimeDefault, allowPrivilegeEscalation: false, dropAllCapabilities: false, namespaceSelector: {}}
+failure: {onError: allow}
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.pod_security.defaults.enforce, Level::Baseline);
+        assert_eq!(config.pod_security.defaults.enforce_version, PolicyVersion::Minor(30));
+        assert_eq!(config.pod_security.workloads, WorkloadMode::Enforce);
+        assert_eq!(config.failure.on_error, OnError::Allow);
+        assert_eq!(config.default_resources.rules[0].default["cpu"].0, "500m");
+    }
+
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(Config::from_yaml("# nothing\n").unwrap(), Config::default());
+        assert_eq!(Config::default().failure.on_error, OnError::Deny);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = Config::from_yaml("podSecurity:\n  defaults:\n    enforse: baseline\n").unwrap_err();
+        assert_eq!(err.path, "podSecurity.defaults.enforse");
+        assert!(err.message.contains("unknown field `enforse`"), "{err}");
+        assert!(err.message.contains("line 3"), "{err}");
+        let err = Config::from_yaml("podSecurity:\n  defaults:\n    enforce: strict\n").unwrap_err();
+        assert_eq!(err.path, "podSecurity.defaults.enforce");
+        assert!(err.message.contains("unknown variant `strict`"), "{err}");
+        let err = Config::from_yaml("podSecurity:\n  defaults:\n    warnVersion: v2.1\n").unwrap_err();
+        assert_eq!(err.path, "podSecurity.defaults.warnVersion");
+        assert!(err.message.contains("invalid Pod Security version `v2.1`"), "{err}");
+        let err = Config::from_yaml("failure:\n  onError: maybe\n").unwrap_err();
+        assert_eq!(err.path, "failure.onError");
+        let err = Config::from_yaml("nonsense: 1\n").unwrap_err();
+        assert!(err.to_string().starts_with("nonsense: unknown field `nonsense`"), "{err}");
+    }
+
+    #[test]
+    fn versions() {
+        assert_eq!(PolicyVersion::parse("v1.0"), Some(PolicyVersion::Minor(0)));
+        assert_eq!(PolicyVersion::parse("v1.37"), Some(PolicyVersion::Minor(37)));
+        assert_eq!(PolicyVersion::parse("latest"), Some(PolicyVersion::Latest));
+        for bad in ["v1", "v1.", "1.2", "v1.02", "v1.x", "v2.0", "Latest"] {
+            assert_eq!(PolicyVersion::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! kadmit's evaluation engine.
+//!
+//! Everything that decides an admission lives here and does no I/O: decoding an
+//! `AdmissionReview`, the policy pipeline, the configuration, and the read-only view of the
+//! cluster that policies consult. The server (`kadmit serve`), the offline commands and the
+//! benchmarks all call the same [`Pipeline`], so a review gets the same answer wherever it is
+//! evaluated. The crate has no async runtime, network or file access by construction: its
+//! `Cargo.toml` does not depend on any.
+
+pub mod cluster;
+pub mod config;
+pub mod policy;
+pub mod review;
+
+pub use cluster::{ClusterError, ClusterView};
+pub use config::Config;
+pub use policy::pipeline::{Decision, Pipeline};
+pub use policy::{Endpoint, Policy, PolicyError, ReviewContext};
+pub use review::{AdmissionRequest, Review, ReviewVersion};

@@ -1,0 +1,90 @@
+//! Policies and the pipeline that runs them.
+//!
+//! A policy is a pure function of the review, its configuration and the [`ClusterView`]: no
+//! I/O, no clock, no async. That is what lets `serve`, `replay`, `check` and the benchmarks share
+//! one code path and give the same answer for the same input.
+
+pub mod pipeline;
+
+use std::collections::BTreeMap;
+
+use json_patch::PatchOperation;
+
+use crate::cluster::{ClusterError, ClusterView};
+use crate::review::{AdmissionRequest, Status, TypedObject};
+
+/// Which webhook endpoint a review arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    /// `/mutate`: policies may change the object.
+    Mutate,
+    /// `/validate`: policies see the final object and only decide.
+    Validate,
+}
+
+impl Endpoint {
+    /// `mutate` or `validate`, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+/// What a policy is given to decide on.
+pub struct ReviewContext<'a> {
+    /// The admission request as sent.
+    pub request: &'a AdmissionRequest,
+    /// `object`, decoded as its kind, when kadmit reads that kind. During mutation it already
+    /// carries the changes of the policies that ran before.
+    pub object: Option<&'a TypedObject>,
+    /// `oldObject`, decoded as its kind, when kadmit reads that kind.
+    pub old_object: Option<&'a TypedObject>,
+    /// The cluster state the policy may consult.
+    pub cluster: &'a dyn ClusterView,
+}
+
+/// What one policy says about one review.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PolicyOutcome {
+    /// `Some` to deny the request.
+    pub denial: Option<Status>,
+    /// JSON Patch operations (mutation only), relative to the object the policy was given.
+    pub patch: Vec<PatchOperation>,
+    /// Warnings for the client.
+    pub warnings: Vec<String>,
+    /// Audit annotations (keys without the webhook-name prefix).
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+/// A policy could not reach a decision; the pipeline answers per `failure.onError`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The cluster view could not answer.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// Anything else, said in words.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// An admission policy.
+///
+/// Both methods default to "nothing to say", so a validating-only policy implements only
+/// [`Policy::validate`].
+pub trait Policy: Send + Sync {
+    /// A stable, short name, used in messages, logs and metric labels.
+    fn name(&self) -> &str;
+
+    /// Contributes to the answer of `/mutate`.
+    fn mutate(&self, _ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
+        Ok(PolicyOutcome::default())
+    }
+
+    /// Contributes to the answer of `/validate`.
+    fn validate(&self, _ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
+        Ok(PolicyOutcome::default())
+    }
+}

@@ -1,0 +1,219 @@
+//! Runs the enabled policies in a fixed order and folds their outcomes into one response.
+
+use std::sync::Arc;
+
+use json_patch::PatchOperation;
+
+use super::{Endpoint, Policy, PolicyError, PolicyOutcome, ReviewContext};
+use crate::cluster::ClusterView;
+use crate::config::{Config, OnError};
+use crate::review::{AdmissionResponse, Review, Status, TypedObject};
+
+/// The answer to one review, with the facts the caller needs for metrics and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// The response to send.
+    pub response: AdmissionResponse,
+    /// The policy that denied, if one did.
+    pub denied_by: Option<String>,
+    /// Policies that could not decide and were answered per `failure.onError`.
+    pub errors: Vec<String>,
+}
+
+/// The ordered set of enabled policies and the failure mode.
+#[derive(Clone)]
+pub struct Pipeline {
+    policies: Vec<Arc<dyn Policy>>,
+    on_error: OnError,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("policies", &self.policy_names())
+            .field("on_error", &self.on_error)
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// The pipeline the configuration asks for.
+    pub fn from_config(config: &Config) -> Pipeline {
+        Pipeline {
+            policies: Vec::new(),
+            on_error: config.failure.on_error,
+        }
+    }
+
+    /// A pipeline of exactly these policies, in this order (for embedding and tests).
+    pub fn new(policies: Vec<Arc<dyn Policy>>, on_error: OnError) -> Pipeline {
+        Pipeline { policies, on_error }
+    }
+
+    /// Adds a policy after the configured ones.
+    pub fn push(&mut self, policy: Arc<dyn Policy>) {
+        self.policies.push(policy);
+    }
+
+    /// The names of the enabled policies, in evaluation order.
+    pub fn policy_names(&self) -> Vec<&str> {
+        self.policies.iter().map(|p| p.name()).collect()
+    }
+
+    /// What happens when a policy cannot decide in time or at all.
+    pub fn on_error(&self) -> OnError {
+        self.on_error
+    }
+
+    /// Evaluates `review` as `endpoint` would.
+    ///
+    /// The object is decoded once, as the kind the request claims; an object that does not
+    /// decode is denied with code 400 and the offending field, whatever the policies are.
+    pub fn evaluate(
+        &self,
+        endpoint: Endpoint,
+        review: &Review,
+        cluster: &dyn ClusterView,
+    ) -> Decision {
+        let request = &review.request;
+        let decode = |raw: &Option<Box<serde_json::value::RawValue>>, field| match raw {
+            Some(raw) => TypedObject::decode(&request.kind, raw, field),
+            None => Ok(None),
+        };
+        let (mut object, old_object) = match (
+            decode(&request.object, "object"),
+            decode(&request.old_object, "oldObject"),
+        ) {
+            (Ok(object), Ok(old)) => (object, old),
+            (Err(err), _) | (_, Err(err)) => {
+                return Decision {
+                    response: AdmissionResponse::deny(&request.uid, 400, err.to_string()),
+                    denied_by: None,
+                    errors: Vec::new(),
+                };
+            }
+        };
+
+        let mut response = AdmissionResponse::allow(&request.uid);
+        let mut errors = Vec::new();
+        let mut denied_by = None;
+        for (index, policy) in self.policies.iter().enumerate() {
+            let ctx = ReviewContext {
+                request,
+                object: object.as_ref(),
+                old_object: old_object.as_ref(),
+                cluster,
+            };
+            let outcome = match endpoint {
+                Endpoint::Mutate => policy.mutate(&ctx),
+                Endpoint::Validate => policy.validate(&ctx),
+            };
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    errors.push(policy.name().to_owned());
+                    self.on_policy_error(policy.name(), &err)
+                }
+            };
+            let PolicyOutcome {
+                denial,
+                patch,
+                warnings,
+                audit_annotations,
+            } = outcome;
+            response.warnings.extend(warnings);
+            response.audit_annotations.extend(audit_annotations);
+            if let Some(status) = denial {
+                if denied_by.is_none() {
+                    denied_by = Some(policy.name().to_owned());
+                    response.allowed = false;
+                    response.status = Some(status);
+                }
+                // A denied mutation changes nothing; validation goes on to collect warnings
+                // and audit annotations from every policy, as the API server would show them.
+                if endpoint == Endpoint::Mutate {
+                    break;
+                }
+            }
+            if endpoint == Endpoint::Mutate && !patch.is_empty() {
+                let later_policies = index + 1 < self.policies.len();
+                if later_policies {
+                    match reapply(request, object.as_ref(), &patch) {
+                        Ok(next) => object = next,
+                        Err(message) => {
+                            errors.push(policy.name().to_owned());
+                            let outcome = self.on_policy_error(
+                                policy.name(),
+                                &PolicyError::Other(message),
+                            );
+                            response.warnings.extend(outcome.warnings);
+                            if let Some(status) = outcome.denial {
+                                denied_by = Some(policy.name().to_owned());
+                                response.allowed = false;
+                                response.status = Some(status);
+                                break;
+                            }
+                            continue;
+                        }
+                    }
+                }
+                response.patch.extend(patch);
+            }
+        }
+        if !response.allowed {
+            response.patch.clear();
+        }
+        Decision {
+            response,
+            denied_by,
+            errors,
+        }
+    }
+
+    /// The outcome that stands in for a policy that could not decide.
+    pub fn on_policy_error(&self, policy: &str, err: &PolicyError) -> PolicyOutcome {
+        on_error_outcome(self.on_error, policy, &err.to_string())
+    }
+}
+
+/// The outcome that stands in for `policy` when it could not decide because of `cause`.
+pub fn on_error_outcome(on_error: OnError, policy: &str, cause: &str) -> PolicyOutcome {
+    match on_error {
+        OnError::Deny => PolicyOutcome {
+            denial: Some(Status {
+                code: 500,
+                message: format!(
+                    "kadmit policy {policy} could not decide: {cause} (failure.onError: deny)"
+                ),
+                reason: Some("InternalError".to_owned()),
+            }),
+            ..Default::default()
+        },
+        OnError::Allow => PolicyOutcome {
+            warnings: vec![format!(
+                "kadmit policy {policy} could not decide: {cause}; allowed (failure.onError: allow)"
+            )],
+            ..Default::default()
+        },
+    }
+}
+
+/// Applies a policy's patch to the object so the next policy sees the result.
+fn reapply(
+    request: &crate::review::AdmissionRequest,
+    object: Option<&TypedObject>,
+    patch: &[PatchOperation],
+) -> Result<Option<TypedObject>, String> {
+    let Some(object) = object else {
+        return Err("a policy patched an object kadmit does not read".to_owned());
+    };
+    let mut value = match object {
+        TypedObject::Pod(pod) => serde_json::to_value(pod),
+        TypedObject::Namespace(ns) => serde_json::to_value(ns),
+    }
+    .map_err(|e| format!("re-encoding the object: {e}"))?;
+    json_patch::patch(&mut value, patch).map_err(|e| format!("its patch does not apply: {e}"))?;
+    let raw = serde_json::value::to_raw_value(&value)
+        .map_err(|e| format!("re-encoding the patched object: {e}"))?;
+    TypedObject::decode(&request.kind, &raw, "object").map_err(|e| e.to_string())
+}

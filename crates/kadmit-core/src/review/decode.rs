@@ -1,0 +1,159 @@
+//! Bytes → [`Review`], with errors that name the offending field.
+
+use serde::Deserialize;
+
+use super::{AdmissionRequest, Review, ReviewVersion};
+
+/// Why a body is not an `AdmissionReview` kadmit can answer.
+///
+/// Every variant is the client's fault and maps to HTTP 400; the message is what the client
+/// reads, so it names the field and what was expected there.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// Not JSON at all.
+    #[error("the body is not valid JSON: {0}")]
+    Syntax(#[source] serde_json::Error),
+    /// JSON, but a field has the wrong type or is missing.
+    #[error("{}: {message}", display_path(path))]
+    Field {
+        /// Dotted path of the field, `.` for the document itself.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// No `apiVersion`: kadmit could not tell which version to answer in.
+    #[error(
+        "apiVersion is missing: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
+    )]
+    MissingApiVersion,
+    /// An `apiVersion` that is not an admission review version.
+    #[error(
+        "apiVersion `{0}` is not supported: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
+    )]
+    UnsupportedApiVersion(String),
+    /// A `kind` other than `AdmissionReview`.
+    #[error("kind is `{0}`, expected AdmissionReview")]
+    WrongKind(String),
+    /// No `request`, or `request: null`.
+    #[error("the AdmissionReview has no request")]
+    MissingRequest,
+    /// `request.uid` is the empty string: the answer could not be matched to the request.
+    #[error("request.uid is empty")]
+    EmptyUid,
+}
+
+fn display_path(path: &str) -> String {
+    if path == "." || path.is_empty() {
+        "the document".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+/// Named `AdmissionReview` so serde's messages read "expected struct AdmissionReview".
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AdmissionReview {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<AdmissionRequest>,
+}
+
+pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let envelope: AdmissionReview =
+        serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if inner.is_syntax() || inner.is_eof() {
+                DecodeError::Syntax(inner)
+            } else {
+                DecodeError::Field {
+                    path,
+                    message: strip_position(&inner),
+                }
+            }
+        })?;
+    de.end().map_err(DecodeError::Syntax)?;
+
+    let version = match envelope.api_version.as_deref() {
+        None => return Err(DecodeError::MissingApiVersion),
+        Some(v) => ReviewVersion::parse(v)
+            .ok_or_else(|| DecodeError::UnsupportedApiVersion(v.to_owned()))?,
+    };
+    match envelope.kind.as_deref() {
+        Some("AdmissionReview") => {}
+        Some(other) => return Err(DecodeError::WrongKind(other.to_owned())),
+        None => return Err(DecodeError::WrongKind(String::new())),
+    }
+    let request = envelope.request.ok_or(DecodeError::MissingRequest)?;
+    if request.uid.is_empty() {
+        return Err(DecodeError::EmptyUid);
+    }
+    Ok(Review { version, request })
+}
+
+/// serde_json appends " at line L column C" to data errors; the path already says where.
+pub(crate) fn strip_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        match Review::from_slice(body.as_bytes()) {
+            Ok(review) => panic!("decoded {review:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn names_missing_and_mistyped_fields() {
+        assert_eq!(err("null"), "the document: invalid type: null, expected struct AdmissionReview");
+        assert!(err("{").starts_with("the body is not valid JSON"));
+        assert_eq!(
+            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#),
+            "request: missing field `uid`"
+        );
+        assert_eq!(
+            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"PATCH"}}"#),
+            "request.operation: unknown variant `PATCH`, expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`"
+        );
+        assert_eq!(
+            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            "the AdmissionReview has no request"
+        );
+        assert_eq!(
+            err(r#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#),
+            "apiVersion `v1` is not supported: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
+        );
+        assert_eq!(
+            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","kind":{},"operation":"CREATE"}}"#),
+            "request.uid is empty"
+        );
+        assert!(err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}} x"#)
+            .starts_with("the body is not valid JSON"));
+    }
+
+    #[test]
+    fn keeps_version_and_raw_object() {
+        let review = Review::from_slice(
+            br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","response":{},
+                "request":{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},
+                "operation":"CREATE","object":{"a": [1, 2]},"oldObject":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(review.version, ReviewVersion::V1Beta1);
+        assert_eq!(review.request.uid, "abc");
+        assert!(review.request.kind.is_core_v1("Pod"));
+        assert_eq!(review.request.object.unwrap().get(), r#"{"a": [1, 2]}"#);
+        assert!(review.request.old_object.is_none());
+    }
+}

@@ -1,0 +1,190 @@
+//! The `admission.k8s.io` wire types: what the API server sends and what it expects back.
+//!
+//! These are our own types rather than a library's because the protocol has sharp edges that
+//! must be owned here: the answer must echo the request's `apiVersion` (v1 or v1beta1) and
+//! `uid`, and the patch must be base64 on the wire (some libraries emit a byte array).
+
+mod decode;
+mod object;
+mod response;
+
+pub use decode::DecodeError;
+pub use object::{ObjectError, TypedObject};
+pub use response::{AdmissionResponse, Status};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The `admission.k8s.io` version a review was sent in; the answer must use the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewVersion {
+    /// `admission.k8s.io/v1`
+    V1,
+    /// `admission.k8s.io/v1beta1`
+    V1Beta1,
+}
+
+impl ReviewVersion {
+    /// The `apiVersion` string of this version.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            ReviewVersion::V1 => "admission.k8s.io/v1",
+            ReviewVersion::V1Beta1 => "admission.k8s.io/v1beta1",
+        }
+    }
+
+    fn parse(api_version: &str) -> Option<Self> {
+        match api_version {
+            "admission.k8s.io/v1" => Some(ReviewVersion::V1),
+            "admission.k8s.io/v1beta1" => Some(ReviewVersion::V1Beta1),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded `AdmissionReview` request: its version and its `request`.
+#[derive(Debug)]
+pub struct Review {
+    /// The version the review was sent in.
+    pub version: ReviewVersion,
+    /// The admission request.
+    pub request: AdmissionRequest,
+}
+
+impl Review {
+    /// Decodes an `AdmissionReview` JSON document as the API server sends it.
+    ///
+    /// Unknown fields are ignored (the API server adds fields over time); what kadmit needs to
+    /// answer at all (`apiVersion`, `kind`, `request.uid`, `request.kind`, `request.operation`)
+    /// must be present and well-formed, and the error says which one is not.
+    pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
+        decode::decode_review(body)
+    }
+}
+
+/// `operation` of an admission request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    /// The object is being created.
+    Create,
+    /// The object is being replaced or patched.
+    Update,
+    /// The object is being deleted.
+    Delete,
+    /// A connect subresource (exec, attach, port-forward, proxy).
+    Connect,
+}
+
+impl Operation {
+    /// The wire spelling, for logs and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// `group`, `version`, `kind` of the object under review.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    /// API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version within the group.
+    #[serde(default)]
+    pub version: String,
+    /// Kind, such as `Pod`.
+    #[serde(default)]
+    pub kind: String,
+}
+
+impl GroupVersionKind {
+    /// Whether this is the core-group `v1` kind `kind`.
+    pub fn is_core_v1(&self, kind: &str) -> bool {
+        self.group.is_empty() && self.version == "v1" && self.kind == kind
+    }
+}
+
+/// `group`, `version`, `resource` of the object under review.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionResource {
+    /// API group; empty for the core group.
+    #[serde(default)]
+    pub group: String,
+    /// API version within the group.
+    #[serde(default)]
+    pub version: String,
+    /// Resource, such as `pods`.
+    #[serde(default)]
+    pub resource: String,
+}
+
+/// Who sent the request to the API server.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    /// The user's name, such as `system:serviceaccount:ns:sa`.
+    #[serde(default)]
+    pub username: String,
+    /// The user's uid.
+    #[serde(default)]
+    pub uid: String,
+    /// The user's groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+/// The `request` of an `AdmissionReview`.
+///
+/// `object` and `oldObject` stay raw JSON here: they are decoded once, as the kind the request
+/// claims, by [`TypedObject::decode`], so a policy never re-parses them and a malformed object
+/// can be answered with a precise error instead of failing the whole review.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    /// Identifies this request; echoed in the response.
+    pub uid: String,
+    /// The kind of `object`.
+    pub kind: GroupVersionKind,
+    /// The resource being accessed.
+    #[serde(default)]
+    pub resource: GroupVersionResource,
+    /// The subresource being accessed, such as `ephemeralcontainers` or `status`.
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    /// The name of the object; may be empty on CREATE with `generateName`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The namespace of the object; empty for cluster-scoped objects.
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// What is being done.
+    pub operation: Operation,
+    /// Who is doing it.
+    #[serde(default)]
+    pub user_info: UserInfo,
+    /// The new object (CREATE, UPDATE, CONNECT options), as sent.
+    #[serde(default)]
+    pub object: Option<Box<RawValue>>,
+    /// The existing object (UPDATE, DELETE), as sent.
+    #[serde(default)]
+    pub old_object: Option<Box<RawValue>>,
+    /// Whether the request is a dry run: policies must not cause side effects.
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+}
+
+impl AdmissionRequest {
+    /// The namespace, or `""` for cluster-scoped requests.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("")
+    }
+
+    /// The object's name, or `""` when the API server has not assigned one yet.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("")
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder: filled in by the live cluster view work.
