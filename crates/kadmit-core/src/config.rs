@@ -53,7 +53,11 @@ impl Config {
         serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
             ConfigError {
-                path: if path == "." { "(top level)".to_owned() } else { path },
+                path: if path == "." {
+                    "(top level)".to_owned()
+                } else {
+                    path
+                },
                 message: err.into_inner().to_string(),
             }
         })
@@ -343,7 +347,10 @@ failure: {onError: allow}
         )
         .unwrap();
         assert_eq!(config.pod_security.defaults.enforce, Level::Baseline);
-        assert_eq!(config.pod_security.defaults.enforce_version, PolicyVersion::Minor(30));
+        assert_eq!(
+            config.pod_security.defaults.enforce_version,
+            PolicyVersion::Minor(30)
+        );
         assert_eq!(config.pod_security.workloads, WorkloadMode::Enforce);
         assert_eq!(config.failure.on_error, OnError::Allow);
         assert_eq!(config.default_resources.rules[0].default["cpu"].0, "500m");
@@ -357,26 +364,39 @@ failure: {onError: allow}
 
     #[test]
     fn errors_name_the_key() {
-        let err = Config::from_yaml("podSecurity:\n  defaults:\n    enforse: baseline\n").unwrap_err();
+        let err =
+            Config::from_yaml("podSecurity:\n  defaults:\n    enforse: baseline\n").unwrap_err();
         assert_eq!(err.path, "podSecurity.defaults.enforse");
         assert!(err.message.contains("unknown field `enforse`"), "{err}");
         assert!(err.message.contains("line 3"), "{err}");
-        let err = Config::from_yaml("podSecurity:\n  defaults:\n    enforce: strict\n").unwrap_err();
+        let err =
+            Config::from_yaml("podSecurity:\n  defaults:\n    enforce: strict\n").unwrap_err();
         assert_eq!(err.path, "podSecurity.defaults.enforce");
         assert!(err.message.contains("unknown variant `strict`"), "{err}");
-        let err = Config::from_yaml("podSecurity:\n  defaults:\n    warnVersion: v2.1\n").unwrap_err();
+        let err =
+            Config::from_yaml("podSecurity:\n  defaults:\n    warnVersion: v2.1\n").unwrap_err();
         assert_eq!(err.path, "podSecurity.defaults.warnVersion");
-        assert!(err.message.contains("invalid Pod Security version `v2.1`"), "{err}");
+        assert!(
+            err.message.contains("invalid Pod Security version `v2.1`"),
+            "{err}"
+        );
         let err = Config::from_yaml("failure:\n  onError: maybe\n").unwrap_err();
         assert_eq!(err.path, "failure.onError");
         let err = Config::from_yaml("nonsense: 1\n").unwrap_err();
-        assert!(err.to_string().starts_with("nonsense: unknown field `nonsense`"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("nonsense: unknown field `nonsense`"),
+            "{err}"
+        );
     }
 
     #[test]
     fn versions() {
         assert_eq!(PolicyVersion::parse("v1.0"), Some(PolicyVersion::Minor(0)));
-        assert_eq!(PolicyVersion::parse("v1.37"), Some(PolicyVersion::Minor(37)));
+        assert_eq!(
+            PolicyVersion::parse("v1.37"),
+            Some(PolicyVersion::Minor(37))
+        );
         assert_eq!(PolicyVersion::parse("latest"), Some(PolicyVersion::Latest));
         for bad in ["v1", "v1.", "1.2", "v1.02", "v1.x", "v2.0", "Latest"] {
             assert_eq!(PolicyVersion::parse(bad), None, "{bad}");

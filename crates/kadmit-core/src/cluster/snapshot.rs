@@ -66,11 +66,17 @@ impl Snapshot {
                     return Err(SnapshotError {
                         document: document_number,
                         item: None,
-                        message: format!("expected a Kubernetes object, found {}", type_name(&other)),
+                        message: format!(
+                            "expected a Kubernetes object, found {}",
+                            type_name(&other)
+                        ),
                     });
                 }
             }
-            let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+            let kind = value
+                .get("kind")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if kind.ends_with("List") {
                 let Some(items) = value.get("items").and_then(Value::as_array) else {
                     return Err(SnapshotError {
@@ -113,7 +119,11 @@ impl Snapshot {
             .get("kind")
             .and_then(Value::as_str)
             .ok_or("the object has no `kind`")?;
-        if object.pointer("/metadata/name").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(format!("the {kind} has no metadata.name"));
         }
         match kind {
@@ -166,16 +176,32 @@ mod tests {
         let a = snapshot.namespace("a").unwrap().unwrap();
         assert_eq!(a.metadata.labels.as_ref().unwrap()["x"], "y");
         assert!(snapshot.namespace("zzz").unwrap().is_none());
-        assert_eq!(snapshot.unused.get("ConfigMap (not a kind kadmit reads)"), Some(&1));
+        assert_eq!(
+            snapshot.unused.get("ConfigMap (not a kind kadmit reads)"),
+            Some(&1)
+        );
     }
 
     #[test]
     fn errors_name_the_document_and_item() {
-        let err = Snapshot::parse("kind: List\nitems:\n- kind: Namespace\n  metadata: {name: a}\n- metadata: {name: b}\n").unwrap_err();
-        assert_eq!(err.to_string(), "document 1, item 1: the object has no `kind`");
-        let err = Snapshot::parse("---\nkind: Namespace\nmetadata: {name: a}\n---\n- 1\n").unwrap_err();
-        assert_eq!(err.to_string(), "document 2: expected a Kubernetes object, found a list");
+        let err = Snapshot::parse(
+            "kind: List\nitems:\n- kind: Namespace\n  metadata: {name: a}\n- metadata: {name: b}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1, item 1: the object has no `kind`"
+        );
+        let err =
+            Snapshot::parse("---\nkind: Namespace\nmetadata: {name: a}\n---\n- 1\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 2: expected a Kubernetes object, found a list"
+        );
         let err = Snapshot::parse("kind: Namespace\nmetadata: {labels: {a: b}}\n").unwrap_err();
-        assert_eq!(err.to_string(), "document 1: the Namespace has no metadata.name");
+        assert_eq!(
+            err.to_string(),
+            "document 1: the Namespace has no metadata.name"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Runs the enabled policies in a fixed order and folds their outcomes into one response.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use json_patch::PatchOperation;
 
@@ -65,6 +66,11 @@ impl Pipeline {
         self.on_error
     }
 
+    /// Whether no policy is enabled.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
     /// Evaluates `review` as `endpoint` would.
     ///
     /// The object is decoded once, as the kind the request claims; an object that does not
@@ -74,6 +80,18 @@ impl Pipeline {
         endpoint: Endpoint,
         review: &Review,
         cluster: &dyn ClusterView,
+    ) -> Decision {
+        self.evaluate_tracked(endpoint, review, cluster, &Progress::default())
+    }
+
+    /// [`Pipeline::evaluate`], recording in `progress` which policy is running, so a caller
+    /// that gives up at a deadline can say which policy did not finish.
+    pub fn evaluate_tracked(
+        &self,
+        endpoint: Endpoint,
+        review: &Review,
+        cluster: &dyn ClusterView,
+        progress: &Progress,
     ) -> Decision {
         let request = &review.request;
         let decode = |raw: &Option<Box<serde_json::value::RawValue>>, field| match raw {
@@ -98,6 +116,7 @@ impl Pipeline {
         let mut errors = Vec::new();
         let mut denied_by = None;
         for (index, policy) in self.policies.iter().enumerate() {
+            progress.0.store(index + 1, Ordering::Relaxed);
             let ctx = ReviewContext {
                 request,
                 object: object.as_ref(),
@@ -142,10 +161,8 @@ impl Pipeline {
                         Ok(next) => object = next,
                         Err(message) => {
                             errors.push(policy.name().to_owned());
-                            let outcome = self.on_policy_error(
-                                policy.name(),
-                                &PolicyError::Other(message),
-                            );
+                            let outcome =
+                                self.on_policy_error(policy.name(), &PolicyError::Other(message));
                             response.warnings.extend(outcome.warnings);
                             if let Some(status) = outcome.denial {
                                 denied_by = Some(policy.name().to_owned());
@@ -170,11 +187,23 @@ impl Pipeline {
         }
     }
 
+    /// The name of the policy that `progress` says is running, if any.
+    pub fn running_policy(&self, progress: &Progress) -> Option<&str> {
+        match progress.0.load(Ordering::Relaxed) {
+            0 => None,
+            n => self.policies.get(n - 1).map(|p| p.name()),
+        }
+    }
+
     /// The outcome that stands in for a policy that could not decide.
     pub fn on_policy_error(&self, policy: &str, err: &PolicyError) -> PolicyOutcome {
         on_error_outcome(self.on_error, policy, &err.to_string())
     }
 }
+
+/// Which policy of a pipeline is being evaluated; see [`Pipeline::evaluate_tracked`].
+#[derive(Debug, Default)]
+pub struct Progress(AtomicUsize);
 
 /// The outcome that stands in for `policy` when it could not decide because of `cause`.
 pub fn on_error_outcome(on_error: OnError, policy: &str, cause: &str) -> PolicyOutcome {

@@ -23,9 +23,7 @@ pub enum DecodeError {
         message: String,
     },
     /// No `apiVersion`: kadmit could not tell which version to answer in.
-    #[error(
-        "apiVersion is missing: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
-    )]
+    #[error("apiVersion is missing: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1")]
     MissingApiVersion,
     /// An `apiVersion` that is not an admission review version.
     #[error(
@@ -62,19 +60,18 @@ struct AdmissionReview {
 
 pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let envelope: AdmissionReview =
-        serde_path_to_error::deserialize(&mut de).map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                DecodeError::Syntax(inner)
-            } else {
-                DecodeError::Field {
-                    path,
-                    message: strip_position(&inner),
-                }
+    let envelope: AdmissionReview = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            DecodeError::Syntax(inner)
+        } else {
+            DecodeError::Field {
+                path,
+                message: strip_position(&inner),
             }
-        })?;
+        }
+    })?;
     de.end().map_err(DecodeError::Syntax)?;
 
     let version = match envelope.api_version.as_deref() {
@@ -116,14 +113,21 @@ mod tests {
 
     #[test]
     fn names_missing_and_mistyped_fields() {
-        assert_eq!(err("null"), "the document: invalid type: null, expected struct AdmissionReview");
+        assert_eq!(
+            err("null"),
+            "the document: invalid type: null, expected struct AdmissionReview"
+        );
         assert!(err("{").starts_with("the body is not valid JSON"));
         assert_eq!(
-            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#),
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#
+            ),
             "request: missing field `uid`"
         );
         assert_eq!(
-            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"PATCH"}}"#),
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"PATCH"}}"#
+            ),
             "request.operation: unknown variant `PATCH`, expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`"
         );
         assert_eq!(
@@ -131,11 +135,15 @@ mod tests {
             "the AdmissionReview has no request"
         );
         assert_eq!(
-            err(r#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#),
+            err(
+                r#"{"apiVersion":"v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#
+            ),
             "apiVersion `v1` is not supported: expected admission.k8s.io/v1 or admission.k8s.io/v1beta1"
         );
         assert_eq!(
-            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","kind":{},"operation":"CREATE"}}"#),
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","kind":{},"operation":"CREATE"}}"#
+            ),
             "request.uid is empty"
         );
         assert!(err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}} x"#)

@@ -77,7 +77,11 @@ fn decode_as<T: DeserializeOwned>(
     let mut de = serde_json::Deserializer::from_str(raw.get());
     serde_path_to_error::deserialize(&mut de).map_err(|err| {
         let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { format!("{path}: ") };
+        let path = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
         ObjectError {
             field,
             kind,
@@ -116,7 +120,12 @@ mod tests {
             "object does not decode as a v1 Pod: spec.containers[0].ports: invalid type: string \"80\", expected a sequence"
         );
         let err = TypedObject::decode(&pod_gvk(), &raw(r#""None""#), "oldObject").unwrap_err();
-        assert!(err.to_string().starts_with("oldObject does not decode as a v1 Pod: invalid type: string \"None\""), "{err}");
+        assert!(
+            err.to_string().starts_with(
+                "oldObject does not decode as a v1 Pod: invalid type: string \"None\""
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -126,6 +135,9 @@ mod tests {
             version: "v1".into(),
             kind: "Deployment".into(),
         };
-        assert_eq!(TypedObject::decode(&gvk, &raw("\"anything\""), "object").unwrap(), None);
+        assert_eq!(
+            TypedObject::decode(&gvk, &raw("\"anything\""), "object").unwrap(),
+            None
+        );
     }
 }

@@ -141,20 +141,30 @@ mod tests {
             {"op": "add", "path": "/metadata/annotations/a~1b", "value": "x"}
         ]))
         .unwrap();
-        let wire: Value = serde_json::from_slice(&response.to_review_json(ReviewVersion::V1Beta1)).unwrap();
+        let wire: Value =
+            serde_json::from_slice(&response.to_review_json(ReviewVersion::V1Beta1)).unwrap();
         assert_eq!(wire["apiVersion"], "admission.k8s.io/v1beta1");
         assert_eq!(wire["response"]["uid"], "u-1");
         assert_eq!(wire["response"]["patchType"], "JSONPatch");
-        let encoded = wire["response"]["patch"].as_str().expect("patch is a string");
-        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let encoded = wire["response"]["patch"]
+            .as_str()
+            .expect("patch is a string");
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
         let ops: Value = serde_json::from_slice(&decoded).unwrap();
-        assert_eq!(ops, json!([{"op": "add", "path": "/metadata/annotations/a~1b", "value": "x"}]));
+        assert_eq!(
+            ops,
+            json!([{"op": "add", "path": "/metadata/annotations/a~1b", "value": "x"}])
+        );
     }
 
     #[test]
     fn empty_parts_are_omitted() {
-        let wire: Value =
-            serde_json::from_slice(&AdmissionResponse::allow("u").to_review_json(ReviewVersion::V1)).unwrap();
+        let wire: Value = serde_json::from_slice(
+            &AdmissionResponse::allow("u").to_review_json(ReviewVersion::V1),
+        )
+        .unwrap();
         assert_eq!(
             wire,
             json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",

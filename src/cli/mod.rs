@@ -1,0 +1,69 @@
+//! The command line: `kadmit serve` and `kadmit certs`.
+
+pub mod certs;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{CliError, EXIT_OK};
+use crate::telemetry::logging::{self, LogFormat};
+
+/// A Kubernetes admission webhook: Pod Security Standards, GMSA and pod defaulting, served over
+/// HTTPS to the API server and runnable offline with the same code.
+#[derive(Debug, Parser)]
+#[command(name = "kadmit", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "KADMIT_LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log filter, such as `info` or `kadmit=debug,kube=warn` (RUST_LOG overrides it).
+    #[arg(long, global = true, default_value = "info", env = "KADMIT_LOG_LEVEL")]
+    pub log_level: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTPS admission webhook (POST /mutate, POST /validate).
+    Serve(Box<serve::ServeArgs>),
+    /// Create a CA and a serving certificate for the webhook's service DNS names.
+    Certs(certs::CertsArgs),
+}
+
+/// Parses the command line, runs the command and returns the exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_level);
+    match run(cli) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            err.print();
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// Runs a parsed command.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve(args) => serve::run(*args),
+        Command::Certs(args) => certs::run(args),
+    }
+}
+
+/// Parses durations such as `10s`, `500ms` or `1m 30s` for flags.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration such as 10s or 500ms: {e}"))
+}

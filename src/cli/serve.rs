@@ -1,0 +1,275 @@
+//! `kadmit serve`: the admission webhook.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use kadmit_core::cluster::Snapshot;
+use kadmit_core::{ClusterView, Config, Pipeline};
+
+use super::parse_duration;
+use crate::certs;
+use crate::cluster::live::{LiveCluster, client_from_kubeconfig};
+use crate::error::CliError;
+use crate::server::state::{AppState, Limits, Readiness};
+use crate::server::tls::{self, CertFiles, CertResolver};
+use crate::server::{BoundServer, Timing, shutdown_signal};
+use crate::telemetry::metrics::Metrics;
+
+/// Flags of `kadmit serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (YAML); without it the built-in defaults apply.
+    #[arg(long, env = "KADMIT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Serving certificate (PEM, leaf first, intermediates allowed); reloaded when it changes.
+    #[arg(long, env = "KADMIT_TLS_CERT_FILE", requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM); reloaded when it changes.
+    #[arg(long, env = "KADMIT_TLS_PRIVATE_KEY_FILE", requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM), as an API server configured with a
+    /// webhook kubeconfig presents.
+    #[arg(long, env = "KADMIT_CLIENT_CA_FILE")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Address of the HTTPS webhook port [default: 0.0.0.0:8443; 127.0.0.1:8443 with --dev].
+    #[arg(long, env = "KADMIT_BIND")]
+    pub bind: Option<SocketAddr>,
+    /// Address of the plain-HTTP /healthz, /readyz and /metrics port [default: 0.0.0.0:8080;
+    /// 127.0.0.1:8080 with --dev].
+    #[arg(long, env = "KADMIT_METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Serve from a cluster snapshot (YAML or JSON objects) instead of a live API server.
+    #[arg(long, env = "KADMIT_CLUSTER", conflicts_with = "kubeconfig")]
+    pub cluster: Option<PathBuf>,
+    /// Kubeconfig for the API server; without it, the in-cluster configuration, then the usual
+    /// kubeconfig discovery (KUBECONFIG, ~/.kube/config).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Try it out: no cluster (an empty one, or --cluster), the built-in configuration unless
+    /// --config is given, and a self-signed certificate made in memory; prints a curl command.
+    #[arg(long)]
+    pub dev: bool,
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "KADMIT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// How long a client may take to send a request body (never past the request's deadline).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+    /// How long a client may take to send request headers, idle keep-alive time included.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// How often the certificate files are checked for changes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub cert_reload_interval: Duration,
+    /// On SIGTERM, keep serving this long while reporting not ready, so endpoints are updated
+    /// before the listener closes.
+    #[arg(long, env = "KADMIT_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+    /// Then give in-flight requests this long to finish.
+    #[arg(long, env = "KADMIT_SHUTDOWN_GRACE_PERIOD", default_value = "25s", value_parser = parse_duration)]
+    pub shutdown_grace_period: Duration,
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub fn run(args: ServeArgs) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let config = load_config(args.config.as_deref())?;
+    let metrics = Arc::new(Metrics::new());
+    let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let bind = args
+        .bind
+        .unwrap_or_else(|| SocketAddr::new(if args.dev { loopback } else { any }, 8443));
+    let metrics_bind = args
+        .metrics_bind
+        .unwrap_or_else(|| SocketAddr::new(if args.dev { loopback } else { any }, 8080));
+
+    // Certificates: files (reloaded), or made in memory for --dev.
+    let client_ca = match &args.client_ca_file {
+        Some(path) => Some((tls::read(path)?, path.display().to_string())),
+        None => None,
+    };
+    let (resolver, cert_files, dev_certs) = match (&args.tls_cert_file, &args.tls_private_key_file)
+    {
+        (Some(cert), Some(key)) => {
+            let files = CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            (CertResolver::new(files.load()?), Some(files), None)
+        }
+        _ if args.dev => {
+            let mut ips = vec![loopback, IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])];
+            if !bind.ip().is_unspecified() && !ips.contains(&bind.ip()) {
+                ips.push(bind.ip());
+            }
+            let mut names = vec!["localhost".to_owned()];
+            names.extend(certs::service_dns_names("kadmit", "kadmit"));
+            let generated = certs::generate(&names, &ips, 30)?;
+            let key = tls::certified_key(
+                generated.cert_pem.as_bytes(),
+                generated.key_pem.as_bytes(),
+                "the in-memory dev certificate",
+            )?;
+            (CertResolver::new(key), None, Some(generated))
+        }
+        _ => {
+            return Err(CliError::Usage(
+                "--tls-cert-file and --tls-private-key-file are required (or --dev to try kadmit with a generated certificate)"
+                    .to_owned(),
+            ));
+        }
+    };
+    let tls_config = tls::server_config(
+        Arc::clone(&resolver),
+        client_ca
+            .as_ref()
+            .map(|(pem, what)| (pem.as_slice(), what.as_str())),
+    )?;
+
+    // The cluster view: a snapshot, nothing (--dev), or the live API server.
+    let (cluster, readiness): (Arc<dyn ClusterView>, Readiness) = match (&args.cluster, args.dev) {
+        (Some(path), _) => (Arc::new(load_snapshot(path)?), Readiness::always()),
+        (None, true) => (Arc::new(Snapshot::empty()), Readiness::always()),
+        (None, false) => {
+            let client = client_from_kubeconfig(args.kubeconfig.as_deref()).await?;
+            let live = LiveCluster::start(client);
+            let synced = live.clone();
+            (
+                Arc::new(live),
+                Readiness::new(Arc::new(move || synced.is_synced())),
+            )
+        }
+    };
+
+    let pipeline = Pipeline::from_config(&config);
+    tracing::info!(policies = ?pipeline.policy_names(), on_error = config.failure.on_error.as_str(), "policy pipeline ready");
+    let state = Arc::new(AppState {
+        pipeline: Arc::new(pipeline),
+        cluster,
+        metrics: Arc::clone(&metrics),
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            body_read_timeout: args.body_read_timeout,
+        },
+        readiness,
+    });
+    let timing = Timing {
+        handshake_timeout: args.tls_handshake_timeout,
+        header_read_timeout: args.header_read_timeout,
+        shutdown_delay: args.shutdown_delay,
+        shutdown_grace_period: args.shutdown_grace_period,
+    };
+    let server = BoundServer::bind(bind, metrics_bind, tls_config, state, timing).await?;
+    let webhook_addr = server.webhook_addr();
+    tracing::info!(webhook = %webhook_addr, metrics = %server.metrics_addr(), "serving");
+
+    if let Some(files) = cert_files {
+        tokio::spawn(tls::watch_cert_files(
+            files,
+            resolver,
+            args.cert_reload_interval,
+            Arc::clone(&metrics),
+        ));
+    }
+    let dev_dir = match &dev_certs {
+        Some(generated) => Some(print_dev_banner(
+            generated,
+            webhook_addr,
+            server.metrics_addr(),
+        )?),
+        None => None,
+    };
+    let result = server.run(shutdown_signal()).await;
+    if let Some(dir) = dev_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(result?)
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    Config::from_yaml(&text).map_err(|source| CliError::Config {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn load_snapshot(path: &Path) -> Result<Snapshot, CliError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })?;
+    let snapshot = Snapshot::parse(&text).map_err(|source| CliError::Snapshot {
+        path: path.to_owned(),
+        source,
+    })?;
+    tracing::info!(
+        file = %path.display(),
+        namespaces = snapshot.namespace_count(),
+        unused = ?snapshot.unused,
+        "cluster snapshot loaded"
+    );
+    Ok(snapshot)
+}
+
+/// A pod CREATE review for the printed curl command.
+const DEV_REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"default","operation":"CREATE","userInfo":{"username":"dev"},"object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"hello","namespace":"default"},"spec":{"containers":[{"name":"app","image":"nginx"}]}}}}"#;
+
+/// Writes the dev CA where curl can read it and prints how to call the server.
+fn print_dev_banner(
+    generated: &certs::GeneratedCerts,
+    webhook: SocketAddr,
+    metrics: SocketAddr,
+) -> Result<PathBuf, CliError> {
+    let dir = std::env::temp_dir().join(format!("kadmit-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| CliError::File {
+        action: "writing",
+        path: dir.clone(),
+        source,
+    })?;
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, &generated.ca_pem).map_err(|source| CliError::File {
+        action: "writing",
+        path: ca.clone(),
+        source,
+    })?;
+    let host = match webhook.ip() {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_owned(),
+        IpAddr::V4(ip) => ip.to_string(),
+        IpAddr::V6(ip) => format!("[{ip}]"),
+    };
+    let port = webhook.port();
+    println!(
+        "kadmit is serving https://{host}:{port} (dev mode: no cluster, built-in configuration, self-signed certificate)"
+    );
+    println!("CA certificate: {}", ca.display());
+    println!("Probes and metrics: http://{metrics}/readyz and http://{metrics}/metrics");
+    println!("Try it:");
+    println!(
+        "curl --silent --show-error --cacert {} -H 'Content-Type: application/json' --data '{DEV_REVIEW}' https://{host}:{port}/validate",
+        ca.display()
+    );
+    Ok(dir)
+}

@@ -1,0 +1,301 @@
+//! The webhook endpoints: read and check the request, evaluate it within its deadline, answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use kadmit_core::policy::pipeline::{Decision, Progress, on_error_outcome};
+use kadmit_core::review::AdmissionResponse;
+use kadmit_core::{Endpoint, Review};
+use tracing::Instrument;
+
+use super::deadline;
+use super::rejection::Rejection;
+use super::state::AppState;
+
+/// `POST /mutate`.
+pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    review(Endpoint::Mutate, state, request).await
+}
+
+/// `POST /validate`.
+pub async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    review(Endpoint::Validate, state, request).await
+}
+
+async fn review(endpoint: Endpoint, state: Arc<AppState>, request: Request) -> Response {
+    let started = Instant::now();
+    let name = endpoint.as_str();
+    let _in_flight = state.metrics.in_flight(name);
+    match answer(endpoint, &state, request, started).await {
+        Ok(response) => response,
+        Err(rejection) => {
+            state.metrics.rejected(name, rejection.code.as_u16());
+            state.metrics.observe(name, started.elapsed().as_secs_f64());
+            tracing::info!(endpoint = name, code = rejection.code.as_u16(), reason = %rejection.message, "request rejected");
+            rejection.into_response()
+        }
+    }
+}
+
+async fn answer(
+    endpoint: Endpoint,
+    state: &Arc<AppState>,
+    request: Request,
+    started: Instant,
+) -> Result<Response, Rejection> {
+    let (parts, body) = request.into_parts();
+    if parts.method != Method::POST {
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!(
+                "method {} is not allowed: admission reviews are sent with POST",
+                parts.method
+            ),
+        ));
+    }
+    check_content_type(&parts.headers)?;
+    let timeout = deadline::timeout_from_query(parts.uri.query())
+        .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message))?;
+    let deadline = started + deadline::budget(timeout);
+    let body = read_body(
+        body,
+        &parts.headers,
+        state,
+        deadline.min(started + state.limits.body_read_timeout),
+    )
+    .await?;
+    let review = Review::from_slice(&body).map_err(|err| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("not an admission review: {err}"),
+        )
+    })?;
+    drop(body);
+
+    let request = &review.request;
+    let span = tracing::info_span!(
+        "review",
+        uid = %request.uid,
+        endpoint = endpoint.as_str(),
+        kind = %request.kind.kind,
+        namespace = request.namespace(),
+        name = request.name(),
+        operation = request.operation.as_str(),
+    );
+    let kind = request.kind.kind.clone();
+    let operation = request.operation.as_str();
+    let version = review.version;
+    let decision = evaluate(endpoint, state, review, deadline, timeout)
+        .instrument(span.clone())
+        .await;
+    let response = &decision.response;
+    let _enter = span.enter();
+    for policy in &decision.errors {
+        state.metrics.policy_error(endpoint.as_str(), policy);
+    }
+    state.metrics.request(
+        endpoint.as_str(),
+        &kind,
+        operation,
+        response.allowed,
+        started.elapsed().as_secs_f64(),
+    );
+    if response.allowed {
+        tracing::debug!(
+            patch_ops = response.patch.len(),
+            warnings = response.warnings.len(),
+            "allowed"
+        );
+    } else {
+        tracing::info!(
+            code = response.status.as_ref().map(|s| s.code),
+            policy = decision.denied_by.as_deref().unwrap_or(""),
+            message = response
+                .status
+                .as_ref()
+                .map(|s| s.message.as_str())
+                .unwrap_or(""),
+            "denied"
+        );
+    }
+    Ok((
+        [(header::CONTENT_TYPE, "application/json")],
+        response.to_review_json(version),
+    )
+        .into_response())
+}
+
+/// Runs the pipeline, answering per `failure.onError` if it has not finished by `deadline`.
+///
+/// Policies are synchronous; with any enabled they run on the blocking pool, so one that hangs
+/// (a stuck authorizer, a bug) costs a thread, never the answer or the async workers.
+async fn evaluate(
+    endpoint: Endpoint,
+    state: &Arc<AppState>,
+    review: Review,
+    deadline: Instant,
+    timeout: Duration,
+) -> Decision {
+    if state.pipeline.is_empty() {
+        return state
+            .pipeline
+            .evaluate(endpoint, &review, state.cluster.as_ref());
+    }
+    let uid = review.request.uid.clone();
+    let progress = Arc::new(Progress::default());
+    let task = {
+        let state = Arc::clone(state);
+        let progress = Arc::clone(&progress);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _enter = span.enter();
+            state
+                .pipeline
+                .evaluate_tracked(endpoint, &review, state.cluster.as_ref(), &progress)
+        })
+    };
+    let on_error = state.pipeline.on_error();
+    let running = || {
+        state
+            .pipeline
+            .running_policy(&progress)
+            .unwrap_or("(decoding)")
+            .to_owned()
+    };
+    let (policy, cause) = match tokio::time::timeout_at(deadline.into(), task).await {
+        Ok(Ok(decision)) => return decision,
+        Ok(Err(join_error)) => {
+            tracing::error!(error = %join_error, "policy evaluation panicked");
+            (
+                running(),
+                "it panicked (a bug; the server keeps running)".to_owned(),
+            )
+        }
+        Err(_) => {
+            state.metrics.deadline_expired(endpoint.as_str());
+            let policy = running();
+            tracing::warn!(policy = %policy, timeout = ?timeout, "policy evaluation did not finish before the deadline");
+            (
+                policy,
+                format!(
+                    "it did not finish before the request's deadline (timeout {})",
+                    humantime::format_duration(timeout)
+                ),
+            )
+        }
+    };
+    let outcome = on_error_outcome(on_error, &policy, &cause);
+    let mut response = AdmissionResponse::allow(uid);
+    response.warnings = outcome.warnings;
+    if let Some(status) = outcome.denial {
+        response.allowed = false;
+        response.status = Some(status);
+    }
+    Decision {
+        denied_by: (!response.allowed).then(|| policy.clone()),
+        errors: vec![policy],
+        response,
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    let essence = value
+        .and_then(|v| v.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if essence.eq_ignore_ascii_case("application/json") {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        match value {
+            None => "content type is missing: send Content-Type: application/json".to_owned(),
+            Some(v) => {
+                format!("content type `{v}` is not supported: send Content-Type: application/json")
+            }
+        },
+    ))
+}
+
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    state: &AppState,
+    deadline: Instant,
+) -> Result<Bytes, Rejection> {
+    let limit = state.limits.max_body_bytes;
+    let too_large = || {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {limit} bytes (--max-body-bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(err)) => Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("reading the body failed: {err}"),
+        )),
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the body did not arrive in time",
+        )),
+    }
+}
+
+/// Any other path on the webhook port.
+pub async fn not_found(request: Request) -> Rejection {
+    Rejection::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no such endpoint {}: use POST /mutate or POST /validate",
+            request.uri().path()
+        ),
+    )
+}
+
+/// `GET /healthz`: the process is alive and serving.
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `GET /readyz`: certificates are loaded, cluster caches are synced and the server is not
+/// shutting down.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.readiness.not_ready_reason() {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}

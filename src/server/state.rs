@@ -1,0 +1,87 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use kadmit_core::{ClusterView, Pipeline};
+
+use crate::telemetry::metrics::Metrics;
+
+/// Shared, immutable-after-start state of the server.
+pub struct AppState {
+    /// The enabled policies.
+    pub pipeline: Arc<Pipeline>,
+    /// Cluster state for the policies.
+    pub cluster: Arc<dyn ClusterView>,
+    /// Instruments.
+    pub metrics: Arc<Metrics>,
+    /// Request limits.
+    pub limits: Limits,
+    /// Readiness inputs.
+    pub readiness: Readiness,
+}
+
+/// Bounds on what one request may cost.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest accepted body, in bytes.
+    pub max_body_bytes: usize,
+    /// How long a client may take to send the body.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The readiness reason while draining.
+pub const SHUTTING_DOWN: &str = "shutting down";
+
+/// Whether the server should receive traffic.
+#[derive(Clone)]
+pub struct Readiness {
+    shutting_down: Arc<AtomicBool>,
+    cluster_synced: Arc<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl Readiness {
+    /// Ready once `cluster_synced` says so, until shutdown starts.
+    pub fn new(cluster_synced: Arc<dyn Fn() -> bool + Send + Sync>) -> Readiness {
+        Readiness {
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            cluster_synced,
+        }
+    }
+
+    /// Always ready until shutdown (snapshots and `--dev` have nothing to sync).
+    pub fn always() -> Readiness {
+        Readiness::new(Arc::new(|| true))
+    }
+
+    /// From now on, report not ready.
+    pub fn start_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Why the server is not ready, or `None` when it is.
+    pub fn not_ready_reason(&self) -> Option<&'static str> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            Some(SHUTTING_DOWN)
+        } else if !(self.cluster_synced)() {
+            Some("cluster caches are not synced yet")
+        } else {
+            None
+        }
+    }
+}

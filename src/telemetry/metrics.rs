@@ -1,0 +1,241 @@
+//! Prometheus metrics, served on the metrics port at `/metrics`.
+//!
+//! Label values are bounded: kinds and operations outside a known set are reported as `other`,
+//! so a client sending made-up kinds cannot grow the series count.
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets in seconds, from half a millisecond to the API server's 30 s maximum.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
+    30.0,
+];
+
+/// Kinds reported by name; anything else is `other`.
+const KNOWN_KINDS: &[&str] = &[
+    "Pod",
+    "Namespace",
+    "ReplicationController",
+    "PodTemplate",
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Job",
+    "CronJob",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    kind: &'static str,
+    operation: &'static str,
+    decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectLabels {
+    endpoint: &'static str,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    endpoint: &'static str,
+    policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Every instrument kadmit reports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    requests: Family<RequestLabels, Counter>,
+    duration: Family<EndpointLabels, Histogram>,
+    in_flight: Family<EndpointLabels, Gauge>,
+    rejected: Family<RejectLabels, Counter>,
+    deadline_expired: Family<EndpointLabels, Counter>,
+    policy_errors: Family<PolicyLabels, Counter>,
+    cert_reloads: Family<ResultLabels, Counter>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Creates and registers all instruments.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("kadmit");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission reviews answered, by endpoint, kind, operation and decision (allowed or denied)",
+            requests.clone(),
+        );
+        let duration = Family::<EndpointLabels, Histogram>::new_with_constructor(
+            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
+        );
+        registry.register(
+            "admission_request_duration_seconds",
+            "Time from receiving a review's headers to sending its answer",
+            duration.clone(),
+        );
+        let in_flight = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "admission_requests_in_flight",
+            "Admission requests being read or evaluated",
+            in_flight.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "admission_requests_rejected",
+            "Requests answered with an HTTP error instead of an AdmissionReview (bad method, content type, size, body)",
+            rejected.clone(),
+        );
+        let deadline_expired = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            "admission_deadline_expired",
+            "Reviews whose policies did not finish before the request's deadline and were answered per failure.onError",
+            deadline_expired.clone(),
+        );
+        let policy_errors = Family::<PolicyLabels, Counter>::default();
+        registry.register(
+            "policy_errors",
+            "Policy evaluations that could not decide and were answered per failure.onError",
+            policy_errors.clone(),
+        );
+        let cert_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "Serving certificate changes seen on disk, by result (success: now served; failure: kept the previous one)",
+            cert_reloads.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            duration,
+            in_flight,
+            rejected,
+            deadline_expired,
+            policy_errors,
+            cert_reloads,
+        }
+    }
+
+    /// Counts an answered review.
+    pub fn request(
+        &self,
+        endpoint: &'static str,
+        kind: &str,
+        operation: &'static str,
+        allowed: bool,
+        seconds: f64,
+    ) {
+        let kind = KNOWN_KINDS
+            .iter()
+            .copied()
+            .find(|k| *k == kind)
+            .unwrap_or("other");
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint,
+                kind,
+                operation,
+                decision: if allowed { "allowed" } else { "denied" },
+            })
+            .inc();
+        self.observe(endpoint, seconds);
+    }
+
+    /// Records the duration of any answered request, review or not.
+    pub fn observe(&self, endpoint: &'static str, seconds: f64) {
+        self.duration
+            .get_or_create(&EndpointLabels { endpoint })
+            .observe(seconds);
+    }
+
+    /// Counts a request answered with an HTTP error status.
+    pub fn rejected(&self, endpoint: &'static str, code: u16) {
+        self.rejected
+            .get_or_create(&RejectLabels { endpoint, code })
+            .inc();
+    }
+
+    /// Counts a deadline expiry.
+    pub fn deadline_expired(&self, endpoint: &'static str) {
+        self.deadline_expired
+            .get_or_create(&EndpointLabels { endpoint })
+            .inc();
+    }
+
+    /// Counts a policy that could not decide.
+    pub fn policy_error(&self, endpoint: &'static str, policy: &str) {
+        self.policy_errors
+            .get_or_create(&PolicyLabels {
+                endpoint,
+                policy: policy.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a certificate reload attempt.
+    pub fn cert_reload(&self, result: &'static str) {
+        self.cert_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Marks a request in flight until the guard drops.
+    pub fn in_flight(&self, endpoint: &'static str) -> InFlight {
+        let gauge = self
+            .in_flight
+            .get_or_create_owned(&EndpointLabels { endpoint });
+        gauge.inc();
+        InFlight { gauge }
+    }
+
+    /// The Prometheus text exposition of every instrument.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+        out
+    }
+}
+
+/// Decrements the in-flight gauge when dropped, whichever way the request ends.
+#[derive(Debug)]
+pub struct InFlight {
+    gauge: Gauge,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
