@@ -44,8 +44,8 @@ pub struct ServeArgs {
     /// Serve from a cluster snapshot (YAML or JSON objects) instead of a live API server.
     #[arg(long, env = "KADMIT_CLUSTER", conflicts_with = "kubeconfig")]
     pub cluster: Option<PathBuf>,
-    /// Kubeconfig for the API server; without it, the in-cluster configuration, then the usual
-    /// kubeconfig discovery (KUBECONFIG, ~/.kube/config).
+    /// Kubeconfig for the API server; without it, the usual discovery: KUBECONFIG or
+    /// ~/.kube/config, then the in-cluster service account.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
     /// Try it out: no cluster (an empty one, or --cluster), the built-in configuration unless

@@ -33,6 +33,8 @@ pub struct TestOptions {
     /// Watch the certificate files with this interval.
     pub cert_reload_interval: Option<Duration>,
     pub cluster: Arc<dyn ClusterView>,
+    /// Readiness inputs; always ready by default.
+    pub readiness: Readiness,
 }
 
 impl Default for TestOptions {
@@ -45,6 +47,7 @@ impl Default for TestOptions {
             client_ca_pem: None,
             cert_reload_interval: None,
             cluster: Arc::new(Snapshot::empty()),
+            readiness: Readiness::always(),
         }
     }
 }
@@ -121,7 +124,7 @@ impl TestServer {
             cluster: options.cluster,
             metrics: Arc::clone(&metrics),
             limits: options.limits,
-            readiness: Readiness::always(),
+            readiness: options.readiness,
         });
         let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = BoundServer::bind(localhost, localhost, tls_config, state, options.timing)
