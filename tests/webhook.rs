@@ -133,7 +133,15 @@ async fn bad_input_gets_a_precise_status_and_message() {
     let json = Some("application/json");
     let good = serde_json::to_vec(&pod_review("admission.k8s.io/v1", "u")).unwrap();
 
-    let cases: Vec<(&str, reqwest::Method, Option<&str>, Vec<u8>, u16, &str)> = vec![
+    type Case<'a> = (
+        &'a str,
+        reqwest::Method,
+        Option<&'a str>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("GET", reqwest::Method::GET, json, Vec::new(), 405, "method GET is not allowed: admission reviews are sent with POST"),
         ("PUT", reqwest::Method::PUT, json, good.clone(), 405, "method PUT is not allowed"),
         ("text/plain", reqwest::Method::POST, Some("text/plain"), good.clone(), 415, "content type `text/plain` is not supported"),

@@ -20,7 +20,6 @@ use axum::Router;
 use axum::routing::{any, get};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -205,7 +204,10 @@ impl BoundServer {
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .max_concurrent_streams(250);
-        let graceful = GracefulShutdown::new();
+        // Draining: `drain` tells connection tasks to finish; each task holds a clone of
+        // `done`, so the receiver sees the channel close when the last connection has ended.
+        let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+        let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<()>(1);
 
         tokio::pin!(shutdown);
         let mut stop_accepting = None;
@@ -228,29 +230,16 @@ impl BoundServer {
                         }
                     };
                     let _ = tcp.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
-                    let builder = builder.clone();
-                    let app = app.clone();
-                    let handshake_timeout = timing.handshake_timeout;
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(err)) => {
-                                tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        };
-                        let service = TowerToHyperService::new(app);
-                        let connection = builder.serve_connection(TokioIo::new(tls), service);
-                        if let Err(err) = watcher.watch(connection).await {
-                            tracing::debug!(%peer, error = %err, "connection ended with an error");
-                        }
-                    });
+                    tokio::spawn(serve_connection(
+                        tcp,
+                        peer,
+                        acceptor.clone(),
+                        builder.clone(),
+                        app.clone(),
+                        timing.handshake_timeout,
+                        drain_rx.clone(),
+                        done_tx.clone(),
+                    ));
                 }
                 () = &mut shutdown, if stop_accepting.is_none() => {
                     state.readiness.start_shutdown();
@@ -261,9 +250,10 @@ impl BoundServer {
             }
         }
         drop(webhook);
-        let open = graceful.count();
-        tracing::info!(connections = open, grace = ?timing.shutdown_grace_period, "listener closed; draining connections");
-        if tokio::time::timeout(timing.shutdown_grace_period, graceful.shutdown())
+        tracing::info!(grace = ?timing.shutdown_grace_period, "listener closed; draining connections");
+        let _ = drain_tx.send(true);
+        drop(done_tx);
+        if tokio::time::timeout(timing.shutdown_grace_period, done_rx.recv())
             .await
             .is_err()
         {
@@ -277,6 +267,65 @@ impl BoundServer {
         }
         tracing::info!("shut down");
         Ok(())
+    }
+}
+
+/// While draining, how long a connection that has just been opened may take to send its first
+/// request before it is closed. Closing it at once would drop a request the client may already
+/// have written; the answer to it carries `Connection: close`.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_secs(1);
+
+/// One connection: TLS handshake (bounded), then HTTP until the client closes it or the server
+/// drains. `_done` is dropped when the connection ends, which is how draining counts them.
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    builder: auto::Builder<TokioExecutor>,
+    app: Router,
+    handshake_timeout: Duration,
+    mut drain: tokio::sync::watch::Receiver<bool>,
+    _done: tokio::sync::mpsc::Sender<()>,
+) {
+    let opened = tokio::time::Instant::now();
+    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(err)) => {
+            tracing::debug!(%peer, error = %err, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let connection = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
+    tokio::pin!(connection);
+    let finished = tokio::select! {
+        result = connection.as_mut() => Some(result),
+        _ = drain.wait_for(|draining| *draining) => None,
+    };
+    let result = match finished {
+        Some(result) => result,
+        None => {
+            let finished = tokio::select! {
+                result = connection.as_mut() => Some(result),
+                () = tokio::time::sleep_until(opened + NEW_CONNECTION_GRACE) => None,
+            };
+            match finished {
+                Some(result) => result,
+                None => {
+                    // Idle HTTP/1.1 connections close now, busy ones after their answer;
+                    // HTTP/2 gets a GOAWAY and finishes its open streams.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            }
+        }
+    };
+    if let Err(err) = result {
+        tracing::debug!(%peer, error = %err, "connection ended with an error");
     }
 }
 

@@ -2,6 +2,8 @@
 //! a real HTTPS client that verifies the CA and the service name `kadmit.kadmit.svc`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fake_api;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

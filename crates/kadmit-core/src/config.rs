@@ -52,13 +52,23 @@ impl Config {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            // serde_yaml_ng starts some messages with the path, or its parent's; say it once.
+            let message = match message.split_once(": ") {
+                Some((prefix, rest))
+                    if path == prefix || path.starts_with(&format!("{prefix}.")) =>
+                {
+                    rest.to_owned()
+                }
+                _ => message,
+            };
             ConfigError {
                 path: if path == "." {
                     "(top level)".to_owned()
                 } else {
                     path
                 },
-                message: err.into_inner().to_string(),
+                message,
             }
         })
     }
@@ -372,7 +382,7 @@ failure: {onError: allow}
         let err =
             Config::from_yaml("podSecurity:\n  defaults:\n    enforce: strict\n").unwrap_err();
         assert_eq!(err.path, "podSecurity.defaults.enforce");
-        assert!(err.message.contains("unknown variant `strict`"), "{err}");
+        assert!(err.message.starts_with("unknown variant `strict`"), "{err}");
         let err =
             Config::from_yaml("podSecurity:\n  defaults:\n    warnVersion: v2.1\n").unwrap_err();
         assert_eq!(err.path, "podSecurity.defaults.warnVersion");

@@ -33,9 +33,17 @@ pub enum DecodeError {
     /// A `kind` other than `AdmissionReview`.
     #[error("kind is `{0}`, expected AdmissionReview")]
     WrongKind(String),
+    /// No `kind`.
+    #[error("kind is missing, expected AdmissionReview")]
+    MissingKind,
     /// No `request`, or `request: null`.
     #[error("the AdmissionReview has no request")]
     MissingRequest,
+    /// A bare `AdmissionRequest` (what `kwctl run -r` reads) rather than a review around one.
+    #[error(
+        "this is a bare AdmissionRequest, not an AdmissionReview: send it as the `request` of {{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":...}}"
+    )]
+    BareRequest,
     /// `request.uid` is the empty string: the answer could not be matched to the request.
     #[error("request.uid is empty")]
     EmptyUid,
@@ -54,7 +62,8 @@ fn display_path(path: &str) -> String {
 #[serde(rename_all = "camelCase")]
 struct AdmissionReview {
     api_version: Option<String>,
-    kind: Option<String>,
+    /// A string in a review; an object (group/version/kind) in a bare request.
+    kind: Option<serde_json::Value>,
     request: Option<AdmissionRequest>,
 }
 
@@ -74,15 +83,23 @@ pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
     })?;
     de.end().map_err(DecodeError::Syntax)?;
 
+    if envelope.request.is_none()
+        && envelope
+            .kind
+            .as_ref()
+            .is_some_and(serde_json::Value::is_object)
+    {
+        return Err(DecodeError::BareRequest);
+    }
     let version = match envelope.api_version.as_deref() {
         None => return Err(DecodeError::MissingApiVersion),
         Some(v) => ReviewVersion::parse(v)
             .ok_or_else(|| DecodeError::UnsupportedApiVersion(v.to_owned()))?,
     };
-    match envelope.kind.as_deref() {
+    match envelope.kind.as_ref().and_then(serde_json::Value::as_str) {
         Some("AdmissionReview") => {}
         Some(other) => return Err(DecodeError::WrongKind(other.to_owned())),
-        None => return Err(DecodeError::WrongKind(String::new())),
+        None => return Err(DecodeError::MissingKind),
     }
     let request = envelope.request.ok_or(DecodeError::MissingRequest)?;
     if request.uid.is_empty() {
@@ -148,6 +165,20 @@ mod tests {
         );
         assert!(err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}} x"#)
             .starts_with("the body is not valid JSON"));
+    }
+
+    #[test]
+    fn recognises_a_bare_request() {
+        assert!(
+            err(r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}"#)
+                .starts_with("this is a bare AdmissionRequest, not an AdmissionReview: send it as the `request` of {\"apiVersion\"")
+        );
+        assert_eq!(
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":"Other","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#
+            ),
+            "kind is `Other`, expected AdmissionReview"
+        );
     }
 
     #[test]

@@ -1,0 +1,167 @@
+//! Certificate rotation under continuous traffic: the files are replaced the way a Kubernetes
+//! secret volume replaces them (`..data` symlink swap) while clients keep sending; no request
+//! fails, new connections get the new certificate, and a broken pair is refused while the
+//! current one keeps serving.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{TestOptions, TestServer, pod_review};
+use kadmit::certs::GeneratedCerts;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde_json::Value;
+
+fn der(certs: &GeneratedCerts) -> Vec<u8> {
+    CertificateDer::from_pem_slice(certs.cert_pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+/// The leaf certificate a brand-new connection is served.
+async fn served_leaf(client: &reqwest::Client, url: &str) -> Vec<u8> {
+    let response = client
+        .post(url)
+        .json(&pod_review("admission.k8s.io/v1", "probe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .expect("TLS info")
+        .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_under_traffic_fails_no_request() {
+    let first = common::service_certs();
+    let second = common::service_certs();
+    let server = TestServer::start_with_certs(
+        TestOptions {
+            cert_reload_interval: Some(Duration::from_millis(100)),
+            ..TestOptions::default()
+        },
+        first.clone(),
+    )
+    .await;
+    let url = server.url("/validate");
+    // Clients trust both CAs, as a caBundle holding old and new CA does during a CA rotation.
+    let fresh_connections = || {
+        common::client_builder(&[&first.ca_pem, &second.ca_pem], server.addr)
+            .pool_max_idle_per_host(0)
+            .tls_info(true)
+            .build()
+            .unwrap()
+    };
+    assert_eq!(served_leaf(&fresh_connections(), &url).await, der(&first));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for worker in 0..4 {
+        // Half keep their connections alive across the rotation, half open one per request.
+        let builder = common::client_builder(&[&first.ca_pem, &second.ca_pem], server.addr);
+        let client = if worker % 2 == 0 {
+            builder.build().unwrap()
+        } else {
+            builder.pool_max_idle_per_host(0).build().unwrap()
+        };
+        let (url, stop, ok, failures) = (url.clone(), stop.clone(), ok.clone(), failures.clone());
+        workers.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let uid = format!("w{worker}-{n}");
+                let result = client
+                    .post(&url)
+                    .json(&pod_review("admission.k8s.io/v1", &uid))
+                    .send()
+                    .await;
+                match result {
+                    Ok(response) if response.status() == 200 => {
+                        let answer: Value = response.json().await.unwrap();
+                        if answer["response"]["uid"] == uid.as_str() {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                        } else {
+                            failures
+                                .lock()
+                                .unwrap()
+                                .push(format!("wrong uid: {answer}"));
+                        }
+                    }
+                    Ok(response) => failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("status {}", response.status())),
+                    Err(err) => failures.lock().unwrap().push(format!("{err:?}")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Rotate: the kubelet's atomic ..data swap.
+    common::write_secret_volume(server.dir.path(), &second);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_leaf(&fresh_connections(), &url).await != der(&second) {
+        assert!(
+            Instant::now() < deadline,
+            "new connections never saw the new certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A broken pair (the new certificate with the old key) is refused; the current one stays.
+    let broken = GeneratedCerts {
+        ca_pem: second.ca_pem.clone(),
+        cert_pem: second.cert_pem.clone(),
+        key_pem: first.key_pem.clone(),
+    };
+    common::write_secret_volume(server.dir.path(), &broken);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = reqwest::get(format!("http://{}/metrics", server.metrics_addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("kadmit_tls_certificate_reloads_total{result=\"failure\"} 1") {
+            assert!(
+                metrics.contains("kadmit_tls_certificate_reloads_total{result=\"success\"} 1"),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broken pair was never noticed:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(served_leaf(&fresh_connections(), &url).await, der(&second));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    stop.store(true, Ordering::SeqCst);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    let ok = ok.load(Ordering::SeqCst);
+    println!(
+        "{ok} requests answered during two rotations, {} failed",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 50, "too little traffic to mean anything: {ok}");
+    server.stop().await;
+}
