@@ -1,5 +1,5 @@
 //! The live cluster view against an in-test fake API server: initial sync, watch events,
-//! stripping, and recovery after the API server expires the watch.
+//! stripping, and recovery after the API server expires the watch, for Namespaces and Pods.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -7,16 +7,33 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::fake_api::{DEADLINE, FakeApiServer, Recorded, namespace};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+use common::fake_api::{DEADLINE, FakeApiServer, Recorded, namespace, pod};
+use k8s_openapi::api::core::v1::{Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    ManagedFieldsEntry, ObjectMeta, OwnerReference,
+};
 use kadmit::cluster::LiveCluster;
 use kadmit::cluster::live::{LiveClusterError, client_from_kubeconfig};
 use kadmit_core::{ClusterError, ClusterView};
 use serde_json::json;
 
-fn to_json(namespace: &Namespace) -> serde_json::Value {
-    serde_json::to_value(namespace).unwrap()
+fn to_json(object: &impl serde::Serialize) -> serde_json::Value {
+    serde_json::to_value(object).unwrap()
+}
+
+/// The names of the cached pods in `namespace`, sorted.
+fn pod_names(view: &LiveCluster, namespace: &str) -> Vec<String> {
+    let mut names: Vec<String> = view
+        .pods(namespace)
+        .unwrap()
+        .iter()
+        .map(|pod| {
+            assert_eq!(pod.metadata.namespace.as_deref(), Some(namespace));
+            pod.metadata.name.clone().unwrap()
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 fn labels_of(view: &LiveCluster, name: &str) -> Option<BTreeMap<String, String>> {
@@ -82,7 +99,10 @@ async fn not_synced_until_the_initial_list_completes() {
     let view = live_cluster(&server).await;
 
     // The watcher's list request is in flight and held by the server.
-    let list = server.wait_for_request(1, |r| !r.is_watch()).await;
+    let list = server
+        .namespaces()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
     assert_eq!(list.path, "/api/v1/namespaces");
     assert!(!view.is_synced());
     assert_eq!(
@@ -98,7 +118,7 @@ async fn not_synced_until_the_initial_list_completes() {
         "wait_synced returned before the list was answered"
     );
 
-    server.release_list();
+    server.namespaces().release_list();
     tokio::time::timeout(DEADLINE, view.wait_synced())
         .await
         .expect("live cluster never synced")
@@ -113,7 +133,10 @@ async fn not_synced_until_the_initial_list_completes() {
     assert!(clone.namespace("team-a").unwrap().is_some());
 
     // The watch continues from the list's resourceVersion, so no event is missed in between.
-    let watch = server.wait_for_request(1, Recorded::is_watch).await;
+    let watch = server
+        .namespaces()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
     assert_eq!(watch.param("resourceVersion"), Some("100"));
 }
 
@@ -130,6 +153,7 @@ async fn watch_events_are_reflected_in_lookups() {
     assert_eq!(view.namespace("team-b").unwrap(), None);
 
     server
+        .namespaces()
         .send_event(
             "ADDED",
             to_json(&namespace("team-b", "101", &[("team", "b")])),
@@ -141,6 +165,7 @@ async fn watch_events_are_reflected_in_lookups() {
     .await;
 
     server
+        .namespaces()
         .send_event(
             "MODIFIED",
             to_json(&namespace(
@@ -163,6 +188,7 @@ async fn watch_events_are_reflected_in_lookups() {
     .await;
 
     server
+        .namespaces()
         .send_event(
             "DELETED",
             to_json(&namespace("team-b", "103", &[("team", "b")])),
@@ -198,6 +224,7 @@ async fn managed_fields_and_last_applied_are_stripped() {
     let server = FakeApiServer::start("100", vec![bulky("listed", "90")], false).await;
     let view = synced_live_cluster(&server).await;
     server
+        .namespaces()
         .send_event("ADDED", to_json(&bulky("watched", "101")))
         .await;
     eventually("the watched namespace arrives", || {
@@ -234,20 +261,24 @@ async fn recovers_from_a_closed_watch_and_an_expired_resource_version() {
     // The API server ends the watch (as on timeoutSeconds): the watcher re-watches from the
     // last resourceVersion it saw, without re-listing.
     server
+        .namespaces()
         .send_event("ADDED", to_json(&namespace("team-b", "105", &[])))
         .await;
     eventually("team-b is added", || {
         view.namespace("team-b").unwrap().is_some()
     })
     .await;
-    server.close_watches();
-    let rewatch = server.wait_for_request(2, Recorded::is_watch).await;
+    server.namespaces().close_watches();
+    let rewatch = server
+        .namespaces()
+        .wait_for_request(2, Recorded::is_watch)
+        .await;
     assert_eq!(rewatch.param("resourceVersion"), Some("105"));
 
     // The resourceVersion expired: the watcher reports the error, backs off and re-lists.
     // Meanwhile (the re-list is held) the cache keeps answering from its last contents.
-    server.hold_list();
-    server.set_list(
+    server.namespaces().hold_list();
+    server.namespaces().set_list(
         "200",
         vec![
             namespace("team-a", "190", &[("team", "a2")]),
@@ -255,6 +286,7 @@ async fn recovers_from_a_closed_watch_and_an_expired_resource_version() {
         ],
     );
     server
+        .namespaces()
         .send_event(
             "ERROR",
             json!({
@@ -267,10 +299,13 @@ async fn recovers_from_a_closed_watch_and_an_expired_resource_version() {
             }),
         )
         .await;
-    server.wait_for_request(2, |r| !r.is_watch()).await;
+    server
+        .namespaces()
+        .wait_for_request(2, |r| !r.is_watch())
+        .await;
     assert!(view.is_synced());
     assert!(view.namespace("team-b").unwrap().is_some());
-    server.release_list();
+    server.namespaces().release_list();
     eventually("the re-list replaces the cache", || {
         labels_of(&view, "team-a") == Some(labels(&[("team", "a2")]))
     })
@@ -282,7 +317,10 @@ async fn recovers_from_a_closed_watch_and_an_expired_resource_version() {
         None,
         "an object missing from the re-list is gone"
     );
-    let watch = server.wait_for_request(3, Recorded::is_watch).await;
+    let watch = server
+        .namespaces()
+        .wait_for_request(3, Recorded::is_watch)
+        .await;
     assert_eq!(watch.param("resourceVersion"), Some("200"));
 }
 
@@ -306,15 +344,203 @@ async fn dropping_the_last_clone_stops_watching() {
     let server = FakeApiServer::start("100", vec![], false).await;
     let view = synced_live_cluster(&server).await;
     let clone = view.clone();
-    server.wait_for_request(1, Recorded::is_watch).await;
-    let watch = server.open_watches().remove(0);
+    server
+        .namespaces()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    server.pods().wait_for_request(1, Recorded::is_watch).await;
+    let namespace_watch = server.namespaces().open_watches().remove(0);
+    let pod_watch = server.pods().open_watches().remove(0);
 
     drop(view);
     assert!(clone.is_synced(), "a remaining clone keeps the cache alive");
-    assert!(!watch.is_closed());
+    assert!(!namespace_watch.is_closed());
+    assert!(!pod_watch.is_closed());
 
     drop(clone);
-    tokio::time::timeout(DEADLINE, watch.closed())
+    for watch in [namespace_watch, pod_watch] {
+        tokio::time::timeout(DEADLINE, watch.closed())
+            .await
+            .expect("a watch connection stayed open after the view was dropped");
+    }
+}
+
+#[tokio::test]
+async fn pods_are_not_synced_until_the_pod_list_completes() {
+    init_tracing();
+    let server = FakeApiServer::start(
+        "100",
+        vec![namespace("team-a", "90", &[("team", "a")])],
+        false,
+    )
+    .await;
+    server.pods().hold_list();
+    server
+        .pods()
+        .set_list("300", vec![pod("team-a", "web", "290")]);
+    let view = live_cluster(&server).await;
+
+    // The namespace cache syncs; the pod list is held, so the view as a whole is not synced.
+    let list = server.pods().wait_for_request(1, |r| !r.is_watch()).await;
+    assert_eq!(list.path, "/api/v1/pods");
+    eventually("the namespace cache syncs", || {
+        view.namespace("team-a").is_ok()
+    })
+    .await;
+    assert_eq!(
+        view.pods("team-a"),
+        Err(ClusterError::NotSynced { resource: "pods" })
+    );
+    assert!(!view.is_synced());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), view.wait_synced())
+            .await
+            .is_err(),
+        "wait_synced returned before the pod list was answered"
+    );
+
+    server.pods().release_list();
+    tokio::time::timeout(DEADLINE, view.wait_synced())
         .await
-        .expect("the watch connection stayed open after the view was dropped");
+        .expect("live cluster never synced")
+        .unwrap();
+    assert!(view.is_synced());
+    assert_eq!(pod_names(&view, "team-a"), ["web"]);
+    let watch = server.pods().wait_for_request(1, Recorded::is_watch).await;
+    assert_eq!(watch.path, "/api/v1/pods");
+    assert_eq!(watch.param("resourceVersion"), Some("300"));
+}
+
+#[tokio::test]
+async fn pods_listed_and_watched_are_returned_for_their_namespace_only() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.pods().set_list(
+        "300",
+        vec![
+            pod("team-a", "web", "281"),
+            pod("team-a", "db", "282"),
+            // Same name in another namespace: a different pod.
+            pod("team-b", "web", "283"),
+        ],
+    );
+    let view = synced_live_cluster(&server).await;
+    assert_eq!(pod_names(&view, "team-a"), ["db", "web"]);
+    assert_eq!(pod_names(&view, "team-b"), ["web"]);
+    assert_eq!(pod_names(&view, "team-c"), Vec::<String>::new());
+    // Not a prefix or pattern match.
+    assert_eq!(pod_names(&view, "team"), Vec::<String>::new());
+
+    server
+        .pods()
+        .send_event("ADDED", to_json(&pod("team-c", "worker", "301")))
+        .await;
+    eventually("the added pod appears in team-c", || {
+        pod_names(&view, "team-c") == ["worker"]
+    })
+    .await;
+    assert_eq!(pod_names(&view, "team-a"), ["db", "web"]);
+    assert_eq!(pod_names(&view, "team-b"), ["web"]);
+
+    server
+        .pods()
+        .send_event("DELETED", to_json(&pod("team-a", "web", "302")))
+        .await;
+    eventually("the deleted pod leaves team-a", || {
+        pod_names(&view, "team-a") == ["db"]
+    })
+    .await;
+    assert_eq!(
+        pod_names(&view, "team-b"),
+        ["web"],
+        "deleting team-a/web leaves team-b/web"
+    );
+    assert_eq!(pod_names(&view, "team-c"), ["worker"]);
+
+    // Pod events do not disturb the namespace cache, and the reverse.
+    server
+        .namespaces()
+        .send_event("ADDED", to_json(&namespace("team-c", "101", &[])))
+        .await;
+    eventually("team-c is added", || {
+        view.namespace("team-c").unwrap().is_some()
+    })
+    .await;
+    assert_eq!(pod_names(&view, "team-c"), ["worker"]);
+    assert!(view.is_synced());
+}
+
+#[tokio::test]
+async fn pod_status_and_bookkeeping_are_stripped() {
+    init_tracing();
+    let bulky = |name: &str, resource_version: &str| {
+        let mut pod = pod("team-a", name, resource_version);
+        let meta = &mut pod.metadata;
+        meta.uid = Some(format!("uid-{name}"));
+        meta.generate_name = Some("web-".to_owned());
+        meta.finalizers = Some(vec!["example.com/keep".to_owned()]);
+        meta.labels = Some(labels(&[("app", "web")]));
+        meta.annotations = Some(BTreeMap::from([
+            (
+                "kubectl.kubernetes.io/last-applied-configuration".to_owned(),
+                r#"{"apiVersion":"v1","kind":"Pod"}"#.to_owned(),
+            ),
+            (
+                "container.apparmor.security.beta.kubernetes.io/app".to_owned(),
+                "runtime/default".to_owned(),
+            ),
+        ]));
+        meta.managed_fields = Some(vec![ManagedFieldsEntry {
+            manager: Some("kubelet".to_owned()),
+            operation: Some("Update".to_owned()),
+            subresource: Some("status".to_owned()),
+            ..ManagedFieldsEntry::default()
+        }]);
+        meta.owner_references = Some(vec![OwnerReference {
+            api_version: "apps/v1".to_owned(),
+            kind: "ReplicaSet".to_owned(),
+            name: "web-5d8f".to_owned(),
+            uid: "rs-uid".to_owned(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }]);
+        pod.status = Some(PodStatus {
+            phase: Some("Running".to_owned()),
+            pod_ip: Some("10.0.0.7".to_owned()),
+            ..PodStatus::default()
+        });
+        pod
+    };
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.pods().set_list("300", vec![bulky("listed", "290")]);
+    let view = synced_live_cluster(&server).await;
+    server
+        .pods()
+        .send_event("ADDED", to_json(&bulky("watched", "301")))
+        .await;
+    eventually("the watched pod arrives", || {
+        pod_names(&view, "team-a").len() == 2
+    })
+    .await;
+
+    for cached in view.pods("team-a").unwrap() {
+        let name = cached.metadata.name.clone().unwrap();
+        let original = bulky(&name, "0");
+        let expected = Pod {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some("team-a".to_owned()),
+                labels: original.metadata.labels.clone(),
+                annotations: Some(BTreeMap::from([(
+                    "container.apparmor.security.beta.kubernetes.io/app".to_owned(),
+                    "runtime/default".to_owned(),
+                )])),
+                owner_references: original.metadata.owner_references.clone(),
+                ..ObjectMeta::default()
+            },
+            spec: original.spec.clone(),
+            status: None,
+        };
+        assert_eq!(*cached, expected, "{name}");
+    }
 }

@@ -48,8 +48,9 @@ pub struct ServeArgs {
     /// ~/.kube/config, then the in-cluster service account.
     #[arg(long)]
     pub kubeconfig: Option<PathBuf>,
-    /// Try it out: no cluster (an empty one, or --cluster), the built-in configuration unless
-    /// --config is given, and a self-signed certificate made in memory; prints a curl command.
+    /// Try it out: no cluster (every namespace exists, unlabelled; or --cluster), the built-in
+    /// configuration unless --config is given, and a self-signed certificate made in memory;
+    /// prints a curl command.
     #[arg(long)]
     pub dev: bool,
     /// Largest request body accepted; larger ones get 413.
@@ -143,7 +144,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     // The cluster view: a snapshot, nothing (--dev), or the live API server.
     let (cluster, readiness): (Arc<dyn ClusterView>, Readiness) = match (&args.cluster, args.dev) {
         (Some(path), _) => (Arc::new(load_snapshot(path)?), Readiness::always()),
-        (None, true) => (Arc::new(Snapshot::empty()), Readiness::always()),
+        (None, true) => (Arc::new(Snapshot::dev()), Readiness::always()),
         (None, false) => {
             let client = client_from_kubeconfig(args.kubeconfig.as_deref()).await?;
             let live = LiveCluster::start(client);

@@ -3,6 +3,11 @@
 //! Each resource kind gets one reflector (a `watcher` feeding a reflector `Store`) running in
 //! its own tokio task. Admission lookups only read those stores, so the hot path never waits
 //! on the API server; the price is that answers may lag the cluster by a watch event.
+//!
+//! Two kinds are watched: Namespaces (their labels select Pod Security levels) and Pods (checked
+//! against a namespace's new level when its labels change). Objects are stripped of what no
+//! policy reads before they are stored; for Pods, the largest objects in most clusters, that
+//! is everything but the identifying metadata and the spec.
 
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
@@ -10,7 +15,8 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kadmit_core::{ClusterError, ClusterView};
 use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -31,6 +37,7 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 #[derive(Debug, Clone)]
 pub struct LiveCluster {
     namespaces: Reflector<Namespace>,
+    pods: Reflector<Pod>,
 }
 
 impl LiveCluster {
@@ -42,7 +49,8 @@ impl LiveCluster {
     #[must_use]
     pub fn start(client: Client) -> Self {
         Self {
-            namespaces: Reflector::start(Api::all(client), "namespaces"),
+            namespaces: Reflector::start(Api::all(client.clone()), "namespaces", strip_for_cache),
+            pods: Reflector::start(Api::all(client), "pods", strip_pod_for_cache),
         }
     }
 
@@ -52,7 +60,7 @@ impl LiveCluster {
     /// serving its previous contents until the new list replaces them in one step.
     #[must_use]
     pub fn is_synced(&self) -> bool {
-        self.namespaces.is_synced()
+        self.namespaces.is_synced() && self.pods.is_synced()
     }
 
     /// Waits until every cache has completed its initial list.
@@ -63,13 +71,27 @@ impl LiveCluster {
     ///
     /// [`ClusterError::Unavailable`] if a watch task stopped before its initial list completed.
     pub async fn wait_synced(&self) -> Result<(), ClusterError> {
-        self.namespaces.wait_synced().await
+        futures::try_join!(self.namespaces.wait_synced(), self.pods.wait_synced())?;
+        Ok(())
     }
 }
 
 impl ClusterView for LiveCluster {
     fn namespace(&self, name: &str) -> Result<Option<Arc<Namespace>>, ClusterError> {
         self.namespaces.get(&ObjectRef::new(name))
+    }
+
+    /// The cached pods whose `metadata.namespace` is `namespace`, stripped as described in
+    /// [`strip_pod_for_cache`] (no `status`, no managed fields).
+    ///
+    /// Cost: the reflector store is a flat map keyed by namespace and name, so this scans every
+    /// cached pod in the cluster (under the store's read lock) and clones the `Arc`s of the
+    /// matches: O(pods in the cluster) per call. That is acceptable because the only caller is
+    /// Pod Security when a namespace's enforce label changes, which is rare; a per-namespace
+    /// index would have to re-implement the store's atomic swap on re-list, so it is not kept.
+    fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
+        self.pods
+            .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
     }
 }
 
@@ -109,7 +131,9 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     /// Spawns the watch task for every `K` that `api` can see and returns the cache handle.
-    fn start(api: Api<K>, resource: &'static str) -> Self {
+    ///
+    /// `strip` runs on every object before it is stored, to drop what no policy reads.
+    fn start(api: Api<K>, resource: &'static str, strip: fn(&mut K)) -> Self {
         let (store, writer) = reflector::store();
         let (synced_tx, synced) = watch::channel(false);
         // Backoff between retries: without it, a failing watcher re-lists in a tight loop and
@@ -118,7 +142,7 @@ where
             writer,
             watcher(api, watcher::Config::default())
                 .default_backoff()
-                .modify(strip_for_cache),
+                .modify(strip),
         );
         let task = tokio::spawn(async move {
             let mut stream = pin!(stream);
@@ -171,13 +195,27 @@ where
         }
     }
 
-    fn get(&self, key: &ObjectRef<K>) -> Result<Option<Arc<K>>, ClusterError> {
-        if !self.is_synced() {
-            return Err(ClusterError::NotSynced {
+    /// [`ClusterError::NotSynced`] unless the initial list has completed.
+    fn check_synced(&self) -> Result<(), ClusterError> {
+        if self.is_synced() {
+            Ok(())
+        } else {
+            Err(ClusterError::NotSynced {
                 resource: self.resource,
-            });
+            })
         }
+    }
+
+    fn get(&self, key: &ObjectRef<K>) -> Result<Option<Arc<K>>, ClusterError> {
+        self.check_synced()?;
         Ok(self.store.get(key))
+    }
+
+    /// Every cached object matching `predicate`: a scan of the whole cache, holding its read
+    /// lock (so watch events wait) while `predicate` runs on each object.
+    fn filter(&self, predicate: impl Fn(&K) -> bool) -> Result<Vec<Arc<K>>, ClusterError> {
+        self.check_synced()?;
+        Ok(self.store.state_filter(predicate))
     }
 }
 
@@ -191,6 +229,28 @@ fn strip_for_cache<K: Resource>(object: &mut K) {
             meta.annotations = None;
         }
     }
+}
+
+/// [`strip_for_cache`], and more for Pods: keeps only the spec and the metadata a policy or a
+/// warning about the pod can use (name, namespace, labels, annotations, owner references).
+///
+/// Dropped: `status` (container statuses, conditions and IPs change constantly and no policy
+/// judges a pod by them) and the remaining bookkeeping metadata (uid, resourceVersion,
+/// timestamps, finalizers, generateName, ...). The watcher has already read the
+/// resourceVersion it resumes from before this runs, and the store keys objects by namespace
+/// and name alone, so neither needs it.
+fn strip_pod_for_cache(pod: &mut Pod) {
+    strip_for_cache(pod);
+    pod.status = None;
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        labels: meta.labels,
+        annotations: meta.annotations,
+        owner_references: meta.owner_references,
+        ..ObjectMeta::default()
+    };
 }
 
 /// Aborts the watch task when the last [`LiveCluster`] clone goes away.

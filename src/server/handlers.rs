@@ -98,6 +98,9 @@ async fn answer(
     for policy in &decision.errors {
         state.metrics.policy_error(endpoint.as_str(), policy);
     }
+    for event in &decision.events {
+        state.metrics.policy_event(event);
+    }
     state.metrics.request(
         endpoint.as_str(),
         &kind,
@@ -132,8 +135,8 @@ async fn answer(
 
 /// Runs the pipeline, answering per `failure.onError` if it has not finished by `deadline`.
 ///
-/// Policies are synchronous; with any enabled they run on the blocking pool, so one that hangs
-/// (a stuck authorizer, a bug) costs a thread, never the answer or the async workers.
+/// Policies are synchronous; when any may block they run on the blocking pool, so one that
+/// hangs (a stuck authorizer, a bug) costs a thread, never the answer or the async workers.
 async fn evaluate(
     endpoint: Endpoint,
     state: &Arc<AppState>,
@@ -154,9 +157,13 @@ async fn evaluate(
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            state
-                .pipeline
-                .evaluate_tracked(endpoint, &review, state.cluster.as_ref(), &progress)
+            state.pipeline.evaluate_tracked(
+                endpoint,
+                &review,
+                state.cluster.as_ref(),
+                Some(deadline),
+                &progress,
+            )
         })
     };
     let on_error = state.pipeline.on_error();
@@ -199,6 +206,7 @@ async fn evaluate(
     Decision {
         denied_by: (!response.allowed).then(|| policy.clone()),
         errors: vec![policy],
+        events: Vec::new(),
         response,
     }
 }

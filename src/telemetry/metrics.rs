@@ -62,6 +62,33 @@ struct ResultLabels {
     result: &'static str,
 }
 
+/// Upstream Pod Security Admission's labels, kept verbatim so existing dashboards work.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PsaEvaluationLabels {
+    decision: &'static str,
+    policy_level: &'static str,
+    policy_version: String,
+    mode: &'static str,
+    request_operation: &'static str,
+    resource: &'static str,
+    subresource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PsaRequestLabels {
+    request_operation: &'static str,
+    resource: &'static str,
+    subresource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PsaErrorLabels {
+    fatal: &'static str,
+    request_operation: &'static str,
+    resource: &'static str,
+    subresource: String,
+}
+
 /// Every instrument kadmit reports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -72,6 +99,9 @@ pub struct Metrics {
     deadline_expired: Family<EndpointLabels, Counter>,
     policy_errors: Family<PolicyLabels, Counter>,
     cert_reloads: Family<ResultLabels, Counter>,
+    psa_evaluations: Family<PsaEvaluationLabels, Counter>,
+    psa_exemptions: Family<PsaRequestLabels, Counter>,
+    psa_errors: Family<PsaErrorLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -89,7 +119,26 @@ impl Default for Metrics {
 impl Metrics {
     /// Creates and registers all instruments.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("kadmit");
+        let mut root = Registry::default();
+        let psa_evaluations = Family::<PsaEvaluationLabels, Counter>::default();
+        root.register(
+            "pod_security_evaluations",
+            "Number of policy evaluations that occurred, not counting ignored or exempt requests.",
+            psa_evaluations.clone(),
+        );
+        let psa_exemptions = Family::<PsaRequestLabels, Counter>::default();
+        root.register(
+            "pod_security_exemptions",
+            "Number of exempt requests, not counting ignored or out of scope requests.",
+            psa_exemptions.clone(),
+        );
+        let psa_errors = Family::<PsaErrorLabels, Counter>::default();
+        root.register(
+            "pod_security_errors",
+            "Number of errors preventing normal evaluation. Non-fatal errors may result in the latest restricted profile being used for evaluation.",
+            psa_errors.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("kadmit");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "admission_requests",
@@ -135,7 +184,7 @@ impl Metrics {
             cert_reloads.clone(),
         );
         Metrics {
-            registry: Mutex::new(registry),
+            registry: Mutex::new(root),
             requests,
             duration,
             in_flight,
@@ -143,7 +192,54 @@ impl Metrics {
             deadline_expired,
             policy_errors,
             cert_reloads,
+            psa_evaluations,
+            psa_exemptions,
+            psa_errors,
         }
+    }
+
+    /// Records what a policy reported.
+    pub fn policy_event(&self, event: &kadmit_core::policy::PolicyEvent) {
+        use kadmit_core::policy::PolicyEvent;
+        use kadmit_core::policy::pod_security::MetricEvent;
+        let _previous = match event {
+            PolicyEvent::PodSecurity(MetricEvent::Evaluation {
+                decision,
+                level,
+                version,
+                mode,
+                request,
+            }) => self
+                .psa_evaluations
+                .get_or_create(&PsaEvaluationLabels {
+                    decision,
+                    policy_level: level.as_str(),
+                    policy_version: version.clone(),
+                    mode,
+                    request_operation: request.operation,
+                    resource: request.resource,
+                    subresource: request.subresource.clone(),
+                })
+                .inc(),
+            PolicyEvent::PodSecurity(MetricEvent::Exemption(request)) => self
+                .psa_exemptions
+                .get_or_create(&PsaRequestLabels {
+                    request_operation: request.operation,
+                    resource: request.resource,
+                    subresource: request.subresource.clone(),
+                })
+                .inc(),
+            PolicyEvent::PodSecurity(MetricEvent::Error { fatal, request }) => self
+                .psa_errors
+                .get_or_create(&PsaErrorLabels {
+                    fatal: if *fatal { "true" } else { "false" },
+                    request_operation: request.operation,
+                    resource: request.resource,
+                    subresource: request.subresource.clone(),
+                })
+                .inc(),
+            _ => 0,
+        };
     }
 
     /// Counts an answered review.

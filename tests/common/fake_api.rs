@@ -1,6 +1,7 @@
 //! A test stand-in for kube-apiserver. It is not an API server: it answers only the calls kube's
-//! namespace watcher makes (the Namespace list and watch), over plain HTTP on a loopback port,
-//! and lets a test hold list responses, push watch events, end watches and see every request.
+//! watchers make for the two collections kadmit watches (the Namespace and Pod lists and
+//! watches), over plain HTTP on a loopback port, and lets a test hold list responses, push
+//! watch events, end watches and see every request, separately for each collection.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
@@ -63,86 +65,52 @@ impl WatchConnection {
     }
 }
 
-/// What the fake API server serves, shared by its handlers and the test driving it.
-struct Shared {
-    /// The namespaces and collection resourceVersion a list request returns.
-    list: Mutex<(String, Vec<Namespace>)>,
+/// One collection the fake serves (such as all Namespaces), as a test drives it: what its list
+/// returns, whether list responses are held, its open watches and the requests it received.
+///
+/// Get one from [`FakeApiServer::namespaces`] or [`FakeApiServer::pods`]. Everything here
+/// concerns this collection only: holding the pod list does not hold the namespace list, and
+/// an event sent to the pod watches never reaches a namespace watch.
+pub struct FakeCollection<K> {
+    /// The collection path, such as `/api/v1/namespaces`.
+    path: &'static str,
+    /// The items and collection resourceVersion a list request returns.
+    list: Mutex<(String, Vec<K>)>,
     /// List responses wait until this is true.
-    list_released: watch::Receiver<bool>,
-    /// Every request received, in order.
+    list_released: watch::Sender<bool>,
+    /// Every request for this collection, in order.
     requests: watch::Sender<Vec<Recorded>>,
     /// One sender per open watch connection; each line sent is one watch event.
     watchers: watch::Sender<Vec<mpsc::UnboundedSender<String>>>,
 }
 
-/// A test stand-in for kube-apiserver that answers only the calls kube's namespace watcher
-/// makes: `GET /api/v1/namespaces` as a list, and the same path with `watch=true` as a
-/// streaming watch whose events the test pushes. Plain HTTP on a loopback port; anything else
-/// gets a 404. It also writes a kubeconfig pointing at itself.
-pub struct FakeApiServer {
-    shared: Arc<Shared>,
-    release_list: watch::Sender<bool>,
-    port: u16,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-}
-
-impl FakeApiServer {
-    /// Serves `namespaces` at collection resourceVersion `resource_version`. With
-    /// `hold_list`, list responses wait for [`FakeApiServer::release_list`].
-    pub async fn start(
-        resource_version: &str,
-        namespaces: Vec<Namespace>,
-        hold_list: bool,
-    ) -> Self {
-        let (release_list, list_released) = watch::channel(!hold_list);
-        let shared = Arc::new(Shared {
-            list: Mutex::new((resource_version.to_owned(), namespaces)),
-            list_released,
+impl<K> FakeCollection<K>
+where
+    K: k8s_openapi::Resource + Serialize + Clone + Send + Sync + 'static,
+{
+    fn new(path: &'static str, resource_version: &str, items: Vec<K>, hold_list: bool) -> Self {
+        Self {
+            path,
+            list: Mutex::new((resource_version.to_owned(), items)),
+            list_released: watch::channel(!hold_list).0,
             requests: watch::channel(Vec::new()).0,
             watchers: watch::channel(Vec::new()).0,
-        });
-        let app = Router::new()
-            .route("/api/v1/namespaces", get(namespaces_handler))
-            .fallback(|uri: Uri| async move {
-                eprintln!("fake API server: unexpected request {uri}");
-                StatusCode::NOT_FOUND
-            })
-            .with_state(Arc::clone(&shared));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        write_kubeconfig(&kubeconfig, port);
-        Self {
-            shared,
-            release_list,
-            port,
-            _dir: dir,
-            kubeconfig,
         }
-    }
-
-    /// A kubeconfig file whose current context points at this server, without credentials.
-    pub fn kubeconfig(&self) -> &Path {
-        &self.kubeconfig
     }
 
     /// Lets held (and future) list requests be answered.
     pub fn release_list(&self) {
-        self.release_list.send_replace(true);
+        self.list_released.send_replace(true);
     }
 
-    /// Makes future list requests wait for [`FakeApiServer::release_list`].
+    /// Makes future list requests wait for [`FakeCollection::release_list`].
     pub fn hold_list(&self) {
-        self.release_list.send_replace(false);
+        self.list_released.send_replace(false);
     }
 
     /// Replaces what later list requests return.
-    pub fn set_list(&self, resource_version: &str, namespaces: Vec<Namespace>) {
-        *self.shared.list.lock().unwrap() = (resource_version.to_owned(), namespaces);
+    pub fn set_list(&self, resource_version: &str, items: Vec<K>) {
+        *self.list.lock().unwrap() = (resource_version.to_owned(), items);
     }
 
     /// Waits until `count` requests matching `pred` have arrived, and returns the last of them.
@@ -151,7 +119,7 @@ impl FakeApiServer {
         count: usize,
         pred: impl Fn(&Recorded) -> bool,
     ) -> Recorded {
-        let mut requests = self.shared.requests.subscribe();
+        let mut requests = self.requests.subscribe();
         let seen = tokio::time::timeout(
             DEADLINE,
             requests.wait_for(|all| all.iter().filter(|r| pred(r)).count() >= count),
@@ -159,8 +127,9 @@ impl FakeApiServer {
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "fake API server: expected request never came; got {:?}",
-                self.shared.requests.borrow()
+                "fake API server: expected request for {} never came; got {:?}",
+                self.path,
+                self.requests.borrow()
             )
         })
         .unwrap();
@@ -173,8 +142,7 @@ impl FakeApiServer {
 
     /// The watch connections still open (from the server's side), oldest first.
     pub fn open_watches(&self) -> Vec<WatchConnection> {
-        self.shared
-            .watchers
+        self.watchers
             .borrow()
             .iter()
             .filter(|tx| !tx.is_closed())
@@ -182,32 +150,113 @@ impl FakeApiServer {
             .collect()
     }
 
-    /// Sends one watch event (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) to every open watch,
-    /// first waiting for one to be open.
+    /// Sends one watch event (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) to every open watch of
+    /// this collection, first waiting for one to be open.
     pub async fn send_event(&self, kind: &str, object: serde_json::Value) {
-        let mut watchers = self.shared.watchers.subscribe();
+        let mut watchers = self.watchers.subscribe();
         tokio::time::timeout(DEADLINE, watchers.wait_for(|w| !w.is_empty()))
             .await
-            .expect("no watch connection opened")
+            .unwrap_or_else(|_| panic!("no watch connection opened for {}", self.path))
             .unwrap();
         let line = format!("{}\n", json!({ "type": kind, "object": object }));
-        self.shared.watchers.send_modify(|watchers| {
+        self.watchers.send_modify(|watchers| {
             watchers.retain(|tx| tx.send(line.clone()).is_ok());
         });
     }
 
     /// Ends every open watch response, as the API server does when a watch times out.
     pub fn close_watches(&self) {
-        self.shared.watchers.send_modify(Vec::clear);
+        self.watchers.send_modify(Vec::clear);
+    }
+}
+
+/// A test stand-in for kube-apiserver that answers only the calls kube's watchers make for
+/// Namespaces and Pods: `GET /api/v1/namespaces` and `GET /api/v1/pods` as lists, and the same
+/// paths with `watch=true` as streaming watches whose events the test pushes. Plain HTTP on a
+/// loopback port; anything else gets a 404. It also writes a kubeconfig pointing at itself.
+///
+/// Each collection is driven separately, through [`FakeApiServer::namespaces`] and
+/// [`FakeApiServer::pods`]. Unless a test says otherwise, the pod list is empty and answered at
+/// once, so a test about namespaces need not care about pods.
+pub struct FakeApiServer {
+    namespaces: Arc<FakeCollection<Namespace>>,
+    pods: Arc<FakeCollection<Pod>>,
+    port: u16,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl FakeApiServer {
+    /// Serves `namespaces` at collection resourceVersion `resource_version`, and no pods (at
+    /// resourceVersion `1`, not held). With `hold_list`, namespace list responses wait for
+    /// [`FakeCollection::release_list`].
+    ///
+    /// To serve pods, or hold their list, configure [`FakeApiServer::pods`] before starting
+    /// the client that lists them.
+    pub async fn start(
+        resource_version: &str,
+        namespaces: Vec<Namespace>,
+        hold_list: bool,
+    ) -> Self {
+        let namespaces = Arc::new(FakeCollection::new(
+            "/api/v1/namespaces",
+            resource_version,
+            namespaces,
+            hold_list,
+        ));
+        let pods = Arc::new(FakeCollection::new("/api/v1/pods", "1", Vec::new(), false));
+        let app = Router::new()
+            .route(
+                namespaces.path,
+                get(list_or_watch::<Namespace>).with_state(Arc::clone(&namespaces)),
+            )
+            .route(
+                pods.path,
+                get(list_or_watch::<Pod>).with_state(Arc::clone(&pods)),
+            )
+            .fallback(|uri: Uri| async move {
+                eprintln!("fake API server: unexpected request {uri}");
+                StatusCode::NOT_FOUND
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        write_kubeconfig(&kubeconfig, port);
+        Self {
+            namespaces,
+            pods,
+            port,
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    /// A kubeconfig file whose current context points at this server, without credentials.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The Namespace collection, `/api/v1/namespaces`.
+    pub fn namespaces(&self) -> &FakeCollection<Namespace> {
+        &self.namespaces
+    }
+
+    /// The Pod collection across all namespaces, `/api/v1/pods`.
+    pub fn pods(&self) -> &FakeCollection<Pod> {
+        &self.pods
     }
 }
 
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
         eprintln!(
-            "fake API server on port {} received: {:#?}",
+            "fake API server on port {} received: namespaces {:#?}, pods {:#?}",
             self.port,
-            self.shared.requests.borrow()
+            self.namespaces.requests.borrow(),
+            self.pods.requests.borrow()
         );
     }
 }
@@ -256,7 +305,32 @@ current-context: fake
     .unwrap();
 }
 
-async fn namespaces_handler(State(shared): State<Arc<Shared>>, uri: Uri) -> Response {
+/// A Pod the way the fake serves it: name, namespace, resourceVersion, one container.
+pub fn pod(namespace: &str, name: &str, resource_version: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            resource_version: Some(resource_version.to_owned()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".to_owned(),
+                image: Some("registry.example/app:1".to_owned()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Answers a list (held while the collection's list is held) or opens a watch.
+async fn list_or_watch<K>(State(shared): State<Arc<FakeCollection<K>>>, uri: Uri) -> Response
+where
+    K: k8s_openapi::Resource + Serialize + Clone + Send + Sync + 'static,
+{
     let request = Recorded {
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
@@ -277,14 +351,14 @@ async fn namespaces_handler(State(shared): State<Arc<Shared>>, uri: Uri) -> Resp
             .into_response();
     }
 
-    let mut released = shared.list_released.clone();
+    let mut released = shared.list_released.subscribe();
     if released.wait_for(|released| *released).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let (resource_version, items) = shared.list.lock().unwrap().clone();
     let body = json!({
         "apiVersion": "v1",
-        "kind": "NamespaceList",
+        "kind": format!("{}List", K::KIND),
         "metadata": { "resourceVersion": resource_version },
         "items": items,
     });

@@ -48,7 +48,7 @@ impl Default for TestOptions {
             timing: Timing::default(),
             client_ca_pem: None,
             cert_reload_interval: None,
-            cluster: Arc::new(Snapshot::empty()),
+            cluster: Arc::new(Snapshot::dev()),
             readiness: Readiness::always(),
         }
     }

@@ -146,15 +146,28 @@ impl<'de> Deserialize<'de> for PolicyVersion {
 }
 
 /// `podSecurity`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct PodSecurityConfig {
+    /// Whether Pod Security runs at all (on by default, as in every cluster).
+    pub enabled: bool,
     /// Levels used where a namespace has no `pod-security.kubernetes.io/*` labels.
     pub defaults: PodSecurityDefaults,
     /// Requests that are never evaluated.
     pub exemptions: PodSecurityExemptions,
     /// How pod templates of workload resources are treated.
     pub workloads: WorkloadMode,
+}
+
+impl Default for PodSecurityConfig {
+    fn default() -> Self {
+        PodSecurityConfig {
+            enabled: true,
+            defaults: PodSecurityDefaults::default(),
+            exemptions: PodSecurityExemptions::default(),
+            workloads: WorkloadMode::default(),
+        }
+    }
 }
 
 /// `podSecurity.defaults`.

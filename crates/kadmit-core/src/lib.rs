@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod defaulting;
 pub mod policy;
 pub mod review;
 

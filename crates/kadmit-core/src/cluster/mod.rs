@@ -10,7 +10,7 @@ pub use snapshot::{Snapshot, SnapshotError};
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 
 /// The cluster view cannot answer a question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,4 +34,8 @@ pub enum ClusterError {
 pub trait ClusterView: Send + Sync {
     /// The namespace called `name`, or `None` if the cluster has none by that name.
     fn namespace(&self, name: &str) -> Result<Option<Arc<Namespace>>, ClusterError>;
+
+    /// The pods in `namespace`, in any order (for checking existing pods against a new Pod
+    /// Security level when a namespace's labels change).
+    fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError>;
 }

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -39,8 +39,12 @@ pub struct SnapshotError {
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     namespaces: HashMap<String, Arc<Namespace>>,
+    /// Pods by namespace.
+    pods: HashMap<String, Vec<Arc<Pod>>>,
     /// Objects of kinds no enabled policy reads, by kind, so callers can say what was not used.
     pub unused: BTreeMap<String, usize>,
+    /// Answer lookups of unknown namespaces with an unlabelled namespace (see [`Snapshot::dev`]).
+    implicit_namespaces: bool,
 }
 
 impl Snapshot {
@@ -109,6 +113,37 @@ impl Snapshot {
         self.namespaces.insert(name, Arc::new(namespace));
     }
 
+    /// The namespaces a new cluster has, unlabelled: what `serve --dev` starts with.
+    pub fn fresh_cluster() -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        for name in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+            let mut namespace = Namespace::default();
+            namespace.metadata.name = Some(name.to_owned());
+            snapshot.insert_namespace(namespace);
+        }
+        snapshot
+    }
+
+    /// A cluster where every namespace exists, unlabelled, so the configured defaults apply to
+    /// any review: what `serve --dev` uses, since a made-up review's namespace is not in an
+    /// empty snapshot and Pod Security denies pods whose namespace cannot be found.
+    pub fn dev() -> Snapshot {
+        Snapshot {
+            implicit_namespaces: true,
+            ..Snapshot::fresh_cluster()
+        }
+    }
+
+    /// Adds a pod (for building snapshots in code).
+    pub fn insert_pod(&mut self, pod: Pod) {
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        self.pods.entry(namespace).or_default().push(Arc::new(pod));
+    }
+
     /// How many namespaces the snapshot holds.
     pub fn namespace_count(&self) -> usize {
         self.namespaces.len()
@@ -131,6 +166,14 @@ impl Snapshot {
                 let namespace: Namespace = serde_path_to_error::deserialize(object)
                     .map_err(|e| format!("not a valid Namespace: {}: {}", e.path(), e.inner()))?;
                 self.insert_namespace(namespace);
+            }
+            "Pod" => {
+                let mut pod: Pod = serde_path_to_error::deserialize(object)
+                    .map_err(|e| format!("not a valid Pod: {}: {}", e.path(), e.inner()))?;
+                if let Some(spec) = pod.spec.as_mut() {
+                    crate::defaulting::default_pod_spec(spec);
+                }
+                self.insert_pod(pod);
             }
             other => {
                 let key = if KNOWN_KINDS.contains(&other) {
@@ -158,7 +201,19 @@ fn type_name(value: &Value) -> &'static str {
 
 impl ClusterView for Snapshot {
     fn namespace(&self, name: &str) -> Result<Option<Arc<Namespace>>, ClusterError> {
-        Ok(self.namespaces.get(name).cloned())
+        match self.namespaces.get(name) {
+            Some(namespace) => Ok(Some(Arc::clone(namespace))),
+            None if self.implicit_namespaces && !name.is_empty() => {
+                let mut namespace = Namespace::default();
+                namespace.metadata.name = Some(name.to_owned());
+                Ok(Some(Arc::new(namespace)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
+        Ok(self.pods.get(namespace).cloned().unwrap_or_default())
     }
 }
 

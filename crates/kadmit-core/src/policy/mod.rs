@@ -5,6 +5,7 @@
 //! one code path and give the same answer for the same input.
 
 pub mod pipeline;
+pub mod pod_security;
 
 use std::collections::BTreeMap;
 
@@ -43,6 +44,10 @@ pub struct ReviewContext<'a> {
     pub old_object: Option<&'a TypedObject>,
     /// The cluster state the policy may consult.
     pub cluster: &'a dyn ClusterView,
+    /// When the answer is due, if there is a deadline (the server's request timeout). Policies
+    /// with optional, open-ended work (such as checking a namespace's existing pods) bound it
+    /// by this; offline evaluation has none.
+    pub deadline: Option<std::time::Instant>,
 }
 
 /// What one policy says about one review.
@@ -56,6 +61,16 @@ pub struct PolicyOutcome {
     pub warnings: Vec<String>,
     /// Audit annotations (keys without the webhook-name prefix).
     pub audit_annotations: BTreeMap<String, String>,
+    /// Facts for metrics, recorded by whoever runs the pipeline (the server), ignored offline.
+    pub events: Vec<PolicyEvent>,
+}
+
+/// Something a policy reports for metrics; the core has no metrics library of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PolicyEvent {
+    /// A Pod Security evaluation, exemption or error, for upstream's metric names.
+    PodSecurity(pod_security::MetricEvent),
 }
 
 /// A policy could not reach a decision; the pipeline answers per `failure.onError`.
@@ -77,6 +92,13 @@ pub enum PolicyError {
 pub trait Policy: Send + Sync {
     /// A stable, short name, used in messages, logs and metric labels.
     fn name(&self) -> &str;
+
+    /// Whether evaluation may wait on something outside the process (an authorizer call).
+    /// Policies that only compute over the review and in-memory caches return `false`, and the
+    /// server runs them inline; the others run where a hang costs a thread, not the answer.
+    fn may_block(&self) -> bool {
+        false
+    }
 
     /// Contributes to the answer of `/mutate`.
     fn mutate(&self, _ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {

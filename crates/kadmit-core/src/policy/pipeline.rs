@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use json_patch::PatchOperation;
 
-use super::{Endpoint, Policy, PolicyError, PolicyOutcome, ReviewContext};
+use super::pod_security::PodSecurity;
+use super::{Endpoint, Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterView;
 use crate::config::{Config, OnError};
 use crate::review::{AdmissionResponse, Review, Status, TypedObject};
@@ -19,6 +20,8 @@ pub struct Decision {
     pub denied_by: Option<String>,
     /// Policies that could not decide and were answered per `failure.onError`.
     pub errors: Vec<String>,
+    /// What the policies reported for metrics.
+    pub events: Vec<PolicyEvent>,
 }
 
 /// The ordered set of enabled policies and the failure mode.
@@ -40,10 +43,20 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     /// The pipeline the configuration asks for.
     pub fn from_config(config: &Config) -> Pipeline {
+        let mut policies: Vec<Arc<dyn Policy>> = Vec::new();
+        if config.pod_security.enabled {
+            policies.push(Arc::new(PodSecurity::new(config.pod_security.clone())));
+        }
         Pipeline {
-            policies: Vec::new(),
+            policies,
             on_error: config.failure.on_error,
         }
+    }
+
+    /// Whether any policy may block (wait on something outside the process), so the server
+    /// must run the pipeline where a stuck policy cannot hold up other requests.
+    pub fn may_block(&self) -> bool {
+        self.policies.iter().any(|p| p.may_block())
     }
 
     /// A pipeline of exactly these policies, in this order (for embedding and tests).
@@ -81,7 +94,7 @@ impl Pipeline {
         review: &Review,
         cluster: &dyn ClusterView,
     ) -> Decision {
-        self.evaluate_tracked(endpoint, review, cluster, &Progress::default())
+        self.evaluate_tracked(endpoint, review, cluster, None, &Progress::default())
     }
 
     /// [`Pipeline::evaluate`], recording in `progress` which policy is running, so a caller
@@ -91,6 +104,7 @@ impl Pipeline {
         endpoint: Endpoint,
         review: &Review,
         cluster: &dyn ClusterView,
+        deadline: Option<std::time::Instant>,
         progress: &Progress,
     ) -> Decision {
         let request = &review.request;
@@ -108,6 +122,7 @@ impl Pipeline {
                     response: AdmissionResponse::deny(&request.uid, 400, err.to_string()),
                     denied_by: None,
                     errors: Vec::new(),
+                    events: Vec::new(),
                 };
             }
         };
@@ -115,6 +130,7 @@ impl Pipeline {
         let mut response = AdmissionResponse::allow(&request.uid);
         let mut errors = Vec::new();
         let mut denied_by = None;
+        let mut events = Vec::new();
         for (index, policy) in self.policies.iter().enumerate() {
             progress.0.store(index + 1, Ordering::Relaxed);
             let ctx = ReviewContext {
@@ -122,6 +138,7 @@ impl Pipeline {
                 object: object.as_ref(),
                 old_object: old_object.as_ref(),
                 cluster,
+                deadline,
             };
             let outcome = match endpoint {
                 Endpoint::Mutate => policy.mutate(&ctx),
@@ -139,7 +156,9 @@ impl Pipeline {
                 patch,
                 warnings,
                 audit_annotations,
+                events: policy_events,
             } = outcome;
+            events.extend(policy_events);
             response.warnings.extend(warnings);
             response.audit_annotations.extend(audit_annotations);
             if let Some(status) = denial {
@@ -184,6 +203,7 @@ impl Pipeline {
             response,
             denied_by,
             errors,
+            events,
         }
     }
 
@@ -239,6 +259,11 @@ fn reapply(
     let mut value = match object {
         TypedObject::Pod(pod) => serde_json::to_value(pod),
         TypedObject::Namespace(ns) => serde_json::to_value(ns),
+        TypedObject::Workload(_) => {
+            return Err(
+                "a policy patched a workload; kadmit mutates only pods and namespaces".to_owned(),
+            );
+        }
     }
     .map_err(|e| format!("re-encoding the object: {e}"))?;
     json_patch::patch(&mut value, patch).map_err(|e| format!("its patch does not apply: {e}"))?;

@@ -9,7 +9,7 @@ mod object;
 mod response;
 
 pub use decode::DecodeError;
-pub use object::{ObjectError, TypedObject};
+pub use object::{ObjectError, TypedObject, Workload, WorkloadKind};
 pub use response::{AdmissionResponse, Status};
 
 use serde::Deserialize;

@@ -1,6 +1,11 @@
 //! Decoding `object` / `oldObject` as the kind the request claims.
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    Namespace, Pod, PodTemplate, PodTemplateSpec, ReplicationController,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
@@ -14,6 +19,148 @@ pub enum TypedObject {
     Pod(Box<Pod>),
     /// A core/v1 Namespace.
     Namespace(Box<Namespace>),
+    /// A resource with a pod template (Deployment, Job, ...): what policies read of it.
+    Workload(Box<Workload>),
+}
+
+/// The kinds whose objects carry a pod template, which Pod Security evaluates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// core/v1 ReplicationController (`spec.template`).
+    ReplicationController,
+    /// core/v1 PodTemplate (`template`).
+    PodTemplate,
+    /// apps/v1 ReplicaSet (`spec.template`).
+    ReplicaSet,
+    /// apps/v1 Deployment (`spec.template`).
+    Deployment,
+    /// apps/v1 StatefulSet (`spec.template`).
+    StatefulSet,
+    /// apps/v1 DaemonSet (`spec.template`).
+    DaemonSet,
+    /// batch/v1 Job (`spec.template`).
+    Job,
+    /// batch/v1 CronJob (`spec.jobTemplate.spec.template`).
+    CronJob,
+}
+
+impl WorkloadKind {
+    /// All of them.
+    pub const ALL: [WorkloadKind; 8] = [
+        WorkloadKind::ReplicationController,
+        WorkloadKind::PodTemplate,
+        WorkloadKind::ReplicaSet,
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::Job,
+        WorkloadKind::CronJob,
+    ];
+
+    /// The kind's name, such as `Deployment`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            WorkloadKind::ReplicationController => "ReplicationController",
+            WorkloadKind::PodTemplate => "PodTemplate",
+            WorkloadKind::ReplicaSet => "ReplicaSet",
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Job => "Job",
+            WorkloadKind::CronJob => "CronJob",
+        }
+    }
+
+    /// The API group: `""`, `apps` or `batch`.
+    pub fn group(self) -> &'static str {
+        match self {
+            WorkloadKind::ReplicationController | WorkloadKind::PodTemplate => "",
+            WorkloadKind::ReplicaSet
+            | WorkloadKind::Deployment
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::DaemonSet => "apps",
+            WorkloadKind::Job | WorkloadKind::CronJob => "batch",
+        }
+    }
+
+    /// The workload kind `gvk` names (version `v1` of its group), if any.
+    pub fn from_gvk(gvk: &GroupVersionKind) -> Option<WorkloadKind> {
+        if gvk.version != "v1" {
+            return None;
+        }
+        WorkloadKind::ALL
+            .into_iter()
+            .find(|k| k.group() == gvk.group && k.kind() == gvk.kind)
+    }
+
+    /// Where the pod template is, for messages.
+    pub fn template_path(self) -> &'static str {
+        match self {
+            WorkloadKind::PodTemplate => "template",
+            WorkloadKind::CronJob => "spec.jobTemplate.spec.template",
+            _ => "spec.template",
+        }
+    }
+}
+
+/// What policies read of a workload: its own metadata and its pod template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// Which kind.
+    pub kind: WorkloadKind,
+    /// The workload's metadata (not the template's).
+    pub metadata: ObjectMeta,
+    /// The pod template; `None` when the object has none (which API validation would refuse).
+    pub template: Option<PodTemplateSpec>,
+}
+
+impl Workload {
+    /// Decodes `raw` as a `kind` and keeps its metadata and pod template.
+    fn decode(
+        kind: WorkloadKind,
+        raw: &RawValue,
+        field: &'static str,
+    ) -> Result<Workload, ObjectError> {
+        let (metadata, template) = match kind {
+            WorkloadKind::ReplicationController => {
+                let o: ReplicationController = decode_as(raw, field, "v1 ReplicationController")?;
+                (o.metadata, o.spec.and_then(|s| s.template))
+            }
+            WorkloadKind::PodTemplate => {
+                let o: PodTemplate = decode_as(raw, field, "v1 PodTemplate")?;
+                (o.metadata, o.template)
+            }
+            WorkloadKind::ReplicaSet => {
+                let o: ReplicaSet = decode_as(raw, field, "apps/v1 ReplicaSet")?;
+                (o.metadata, o.spec.template)
+            }
+            WorkloadKind::Deployment => {
+                let o: Deployment = decode_as(raw, field, "apps/v1 Deployment")?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::StatefulSet => {
+                let o: StatefulSet = decode_as(raw, field, "apps/v1 StatefulSet")?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::DaemonSet => {
+                let o: DaemonSet = decode_as(raw, field, "apps/v1 DaemonSet")?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::Job => {
+                let o: Job = decode_as(raw, field, "batch/v1 Job")?;
+                (o.metadata, o.spec.map(|s| s.template))
+            }
+            WorkloadKind::CronJob => {
+                let o: CronJob = decode_as(raw, field, "batch/v1 CronJob")?;
+                (o.metadata, o.spec.job_template.spec.map(|s| s.template))
+            }
+        };
+        Ok(Workload {
+            kind,
+            metadata,
+            template,
+        })
+    }
 }
 
 /// `object` or `oldObject` does not decode as the kind the request says it is.
@@ -47,6 +194,8 @@ impl TypedObject {
         } else if gvk.is_core_v1("Namespace") {
             decode_as::<Namespace>(raw, field, "v1 Namespace")
                 .map(|n| Some(TypedObject::Namespace(Box::new(n))))
+        } else if let Some(kind) = WorkloadKind::from_gvk(gvk) {
+            Workload::decode(kind, raw, field).map(|w| Some(TypedObject::Workload(Box::new(w))))
         } else {
             Ok(None)
         }
@@ -56,7 +205,15 @@ impl TypedObject {
     pub fn as_pod(&self) -> Option<&Pod> {
         match self {
             TypedObject::Pod(pod) => Some(pod),
-            TypedObject::Namespace(_) => None,
+            _ => None,
+        }
+    }
+
+    /// The workload, if this is one.
+    pub fn as_workload(&self) -> Option<&Workload> {
+        match self {
+            TypedObject::Workload(w) => Some(w),
+            _ => None,
         }
     }
 
@@ -64,12 +221,13 @@ impl TypedObject {
     pub fn as_namespace(&self) -> Option<&Namespace> {
         match self {
             TypedObject::Namespace(ns) => Some(ns),
-            TypedObject::Pod(_) => None,
+            _ => None,
         }
     }
 }
 
-fn decode_as<T: DeserializeOwned>(
+/// Decodes `raw` as `T`, naming `field`, `kind` and the path inside the object on failure.
+pub(crate) fn decode_as<T: DeserializeOwned>(
     raw: &RawValue,
     field: &'static str,
     kind: &'static str,
@@ -131,9 +289,9 @@ mod tests {
     #[test]
     fn other_kinds_are_not_decoded() {
         let gvk = GroupVersionKind {
-            group: "apps".into(),
+            group: "networking.k8s.io".into(),
             version: "v1".into(),
-            kind: "Deployment".into(),
+            kind: "Ingress".into(),
         };
         assert_eq!(
             TypedObject::decode(&gvk, &raw("\"anything\""), "object").unwrap(),

@@ -1,0 +1,55 @@
+//! `hostNamespaces` (baseline, v1.0): `spec.hostNetwork`, `spec.hostPID` and `spec.hostIPC` must
+//! be unset or false.
+
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::{Check, Forbidden, Variant};
+use crate::config::Level;
+
+pub(super) const CHECK: Check = Check {
+    id: "hostNamespaces",
+    level: Level::Baseline,
+    variants: &[Variant {
+        min_minor: 0,
+        check: host_namespaces_v1_0,
+    }],
+    overrides: &[],
+};
+
+fn host_namespaces_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
+    let set: Vec<&str> = [
+        (spec.host_network, "hostNetwork=true"),
+        (spec.host_pid, "hostPID=true"),
+        (spec.host_ipc, "hostIPC=true"),
+    ]
+    .into_iter()
+    .filter_map(|(value, text)| (value == Some(true)).then_some(text))
+    .collect();
+    if set.is_empty() {
+        return None;
+    }
+    Forbidden::new("host namespaces", set.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_each_namespace_in_order() {
+        let spec = PodSpec {
+            host_network: Some(true),
+            host_pid: Some(true),
+            host_ipc: Some(true),
+            ..Default::default()
+        };
+        let f = host_namespaces_v1_0(&ObjectMeta::default(), &spec).unwrap();
+        assert_eq!(f.reason, "host namespaces");
+        assert_eq!(f.detail, "hostNetwork=true, hostPID=true, hostIPC=true");
+        assert_eq!(
+            host_namespaces_v1_0(&ObjectMeta::default(), &PodSpec::default()),
+            None
+        );
+    }
+}

@@ -1,0 +1,83 @@
+//! Every upstream Pod Security fixture (`../shared/conformance/psa/index.tsv`) evaluated at its
+//! level and version by the check evaluator: pass fixtures allowed, fail fixtures denied with a
+//! message containing upstream's expected substring.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Pod;
+use kadmit_core::config::{Level, PolicyVersion};
+use kadmit_core::defaulting::default_pod_spec;
+use kadmit_core::policy::pod_security::checks::{evaluate, forbidden_detail};
+
+fn shared() -> Option<PathBuf> {
+    let dir = std::env::var_os("KADMIT_SHARED_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "SKIPPED psa fixtures: {} is absent (set KADMIT_SHARED_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn every_fixture_gets_upstreams_verdict() {
+    let Some(shared) = shared() else { return };
+    let psa = shared.join("conformance/psa");
+    let index = std::fs::read_to_string(psa.join("index.tsv")).unwrap();
+    let mut failures = Vec::new();
+    let mut rows = 0;
+    for line in index.lines().skip(1) {
+        let cols: Vec<&str> = line.split('\t').collect();
+        let [level, version, _kind, path, expect, substring] = cols[..] else {
+            panic!("bad index row {line:?}");
+        };
+        rows += 1;
+        let level = match level {
+            "baseline" => Level::Baseline,
+            "restricted" => Level::Restricted,
+            other => panic!("level {other}"),
+        };
+        let version = PolicyVersion::parse(version).unwrap();
+        let text = std::fs::read_to_string(psa.join("testdata").join(path)).unwrap();
+        let mut pod: Pod = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut spec = pod.spec.take().unwrap_or_default();
+        default_pod_spec(&mut spec);
+        let violations = evaluate(level, version, &pod.metadata, &spec);
+        let message = format!(
+            "pods \"{}\" is forbidden: violates PodSecurity \"{}:{}\": {}",
+            pod.metadata.name.as_deref().unwrap_or(""),
+            level.as_str(),
+            version,
+            forbidden_detail(&violations)
+        );
+        match expect {
+            "allow" if !violations.is_empty() => {
+                failures.push(format!("{path}: expected allow, got {message}"))
+            }
+            "deny" if violations.is_empty() => {
+                failures.push(format!("{path}: expected deny, got allow"))
+            }
+            "deny" if !message.contains(substring) => {
+                failures.push(format!("{path}: message lacks {substring:?}: {message}"))
+            }
+            "deny" if message.contains("unknown forbidden reason") => {
+                failures.push(format!("{path}: unknown forbidden reason: {message}"))
+            }
+            _ => {}
+        }
+    }
+    println!("{} of {rows} fixtures as upstream", rows - failures.len());
+    assert_eq!(rows, 4537, "index.tsv should list 4537 fixtures");
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
