@@ -1,6 +1,7 @@
-//! The command line: `kadmit serve` and `kadmit certs`.
+//! The command line: `kadmit serve`, `kadmit check` and `kadmit certs`.
 
 pub mod certs;
+pub mod check;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -13,7 +14,8 @@ use crate::telemetry::logging::{self, LogFormat};
 /// A Kubernetes admission webhook: Pod Security Standards, GMSA and pod defaulting, served over
 /// HTTPS to the API server and runnable offline with the same code.
 #[derive(Debug, Parser)]
-#[command(name = "kadmit", version, about, long_about = None, propagate_version = true)]
+// `--version` is the top-level flag only: `kadmit check --version v1.30` is a Pod Security version.
+#[command(name = "kadmit", version, about, long_about = None)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(
@@ -37,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTPS admission webhook (POST /mutate, POST /validate).
     Serve(Box<serve::ServeArgs>),
+    /// Check manifests (Pods and pod-template workloads) against a Pod Security level, offline.
+    Check(check::CheckArgs),
     /// Create a CA and a serving certificate for the webhook's service DNS names.
     Certs(certs::CertsArgs),
 }
@@ -46,7 +50,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
     match run(cli) {
-        Ok(()) => ExitCode::from(EXIT_OK),
+        Ok(code) => ExitCode::from(code),
         Err(err) => {
             err.print();
             ExitCode::from(err.exit_code())
@@ -54,11 +58,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs a parsed command.
-pub fn run(cli: Cli) -> Result<(), CliError> {
+/// Runs a parsed command and returns its exit code.
+pub fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
-        Command::Serve(args) => serve::run(*args),
-        Command::Certs(args) => certs::run(args),
+        Command::Serve(args) => serve::run(*args).map(|()| EXIT_OK),
+        Command::Check(args) => check::run(args),
+        Command::Certs(args) => certs::run(args).map(|()| EXIT_OK),
     }
 }
 
@@ -66,4 +71,14 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("`{text}` is not a duration such as 10s or 500ms: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -216,7 +216,7 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     })
 }
 
-fn load_snapshot(path: &Path) -> Result<Snapshot, CliError> {
+pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, CliError> {
     let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
         action: "reading",
         path: path.to_owned(),

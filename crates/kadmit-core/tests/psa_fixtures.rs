@@ -1,14 +1,13 @@
 //! Every upstream Pod Security fixture (`../shared/conformance/psa/index.tsv`) evaluated at its
-//! level and version by the check evaluator: pass fixtures allowed, fail fixtures denied with a
-//! message containing upstream's expected substring.
+//! level and version through `kadmit check`'s code path (manifest reader, defaulting, checks,
+//! message): pass fixtures allowed, fail fixtures denied with a message containing upstream's
+//! expected substring.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
 
-use k8s_openapi::api::core::v1::Pod;
 use kadmit_core::config::{Level, PolicyVersion};
-use kadmit_core::defaulting::default_pod_spec;
-use kadmit_core::policy::pod_security::checks::{evaluate, forbidden_detail};
+use kadmit_core::manifest::{check_pod_security, read_manifest};
 
 fn shared() -> Option<PathBuf> {
     let dir = std::env::var_os("KADMIT_SHARED_DIR")
@@ -45,17 +44,14 @@ fn every_fixture_gets_upstreams_verdict() {
         };
         let version = PolicyVersion::parse(version).unwrap();
         let text = std::fs::read_to_string(psa.join("testdata").join(path)).unwrap();
-        let mut pod: Pod = serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let mut spec = pod.spec.take().unwrap_or_default();
-        default_pod_spec(&mut spec);
-        let violations = evaluate(level, version, &pod.metadata, &spec);
-        let message = format!(
-            "pods \"{}\" is forbidden: violates PodSecurity \"{}:{}\": {}",
-            pod.metadata.name.as_deref().unwrap_or(""),
-            level.as_str(),
-            version,
-            forbidden_detail(&violations)
-        );
+        let objects = read_manifest(&text);
+        assert_eq!(objects.len(), 1, "{path}");
+        let object = objects.into_iter().next().unwrap().unwrap();
+        let result = check_pod_security(&object.value, level, version)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .unwrap_or_else(|| panic!("{path}: not checked"));
+        let violations = result.verdict.violations;
+        let message = result.verdict.message.unwrap_or_default();
         match expect {
             "allow" if !violations.is_empty() => {
                 failures.push(format!("{path}: expected allow, got {message}"))

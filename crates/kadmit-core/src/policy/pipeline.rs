@@ -235,6 +235,7 @@ pub fn on_error_outcome(on_error: OnError, policy: &str, cause: &str) -> PolicyO
                     "kadmit policy {policy} could not decide: {cause} (failure.onError: deny)"
                 ),
                 reason: Some("InternalError".to_owned()),
+                details: None,
             }),
             ..Default::default()
         },

@@ -10,7 +10,7 @@ mod response;
 
 pub use decode::DecodeError;
 pub use object::{ObjectError, TypedObject, Workload, WorkloadKind};
-pub use response::{AdmissionResponse, Status};
+pub use response::{AdmissionResponse, Status, StatusDetails};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -17,6 +17,23 @@ pub struct Status {
     pub message: String,
     /// A `metav1.StatusReason`, such as `Forbidden`, when one applies.
     pub reason: Option<String>,
+    /// What the status is about, as `metav1.StatusDetails` (upstream sets it on Pod Security
+    /// denials: kind `pods` and the pod's name).
+    pub details: Option<StatusDetails>,
+}
+
+/// `metav1.StatusDetails`: the object a status is about. Empty parts are omitted, as Go does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StatusDetails {
+    /// The object's name.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The resource's group.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub group: String,
+    /// The resource, such as `pods`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
 }
 
 /// The `response` of an `AdmissionReview`.
@@ -67,6 +84,8 @@ struct WireStatus<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a StatusDetails>,
     code: u16,
 }
 
@@ -89,6 +108,7 @@ impl AdmissionResponse {
                 code,
                 message: message.into(),
                 reason: None,
+                details: None,
             }),
             ..Default::default()
         }
@@ -116,6 +136,7 @@ impl AdmissionResponse {
                     status: if self.allowed { "Success" } else { "Failure" },
                     message: &s.message,
                     reason: s.reason.as_deref(),
+                    details: s.details.as_ref(),
                     code: s.code,
                 }),
                 patch_type: patch.as_ref().map(|_| "JSONPatch"),

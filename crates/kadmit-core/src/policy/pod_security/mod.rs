@@ -20,7 +20,7 @@ use self::checks::{Violation, effective_minor, evaluate, forbidden_detail};
 use self::labels::{LevelVersion, NamespacePolicy, aggregate, policy_from_labels};
 use super::{Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
 use crate::config::{Level, PodSecurityConfig, PolicyVersion, WorkloadMode};
-use crate::review::{Operation, Status, TypedObject, Workload, WorkloadKind};
+use crate::review::{Operation, Status, StatusDetails, TypedObject, Workload, WorkloadKind};
 
 /// Audit annotation: the enforce policy a pod was checked against.
 pub const ENFORCE_POLICY_ANNOTATION: &str = "enforce-policy";
@@ -326,6 +326,11 @@ impl PodSecurity {
                 format!("pods \"{name}\" is forbidden: violates PodSecurity \"{policy}\": {detail}")
             },
             reason: Some("Forbidden".to_owned()),
+            details: Some(StatusDetails {
+                name: name.clone(),
+                group: String::new(),
+                kind: "pods".to_owned(),
+            }),
         };
         self.evaluate_pod(&policy, &errors, &pod.metadata, spec, Some(&deny), &request)
     }
@@ -398,6 +403,7 @@ impl PodSecurity {
                 "{kind} \"{name}\" is forbidden: the pods it would create violate PodSecurity \"{policy}\": {detail}"
             ),
             reason: Some("Forbidden".to_owned()),
+            details: None,
         };
         let enforce: Option<DenyFn<'_>> = if enforce { Some(&deny) } else { None };
         self.evaluate_pod(&policy, &errors, &meta, spec, enforce, &request)
@@ -611,6 +617,7 @@ fn deny_outcome(code: u16, reason: &str, message: String) -> PolicyOutcome {
             code,
             message,
             reason: Some(reason.to_owned()),
+            details: None,
         }),
         ..Default::default()
     }

@@ -10,6 +10,10 @@
 //!
 //! Detail: `container(s) Q(containers in visit order) must set
 //! securityContext.allowPrivilegeEscalation=false`.
+//!
+//! Fields: each failing container's `securityContext.allowPrivilegeEscalation`, whether it is
+//! `true` or unset (where it must be set), such as
+//! `spec.containers[0].securityContext.allowPrivilegeEscalation`.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -46,23 +50,29 @@ fn check_v1_25(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 
 /// Every container must set `allowPrivilegeEscalation` to exactly `false`.
 fn must_be_false(spec: &PodSpec) -> Option<Forbidden> {
-    let bad: Vec<&str> = containers(spec)
-        .filter(|c| {
-            c.security_context
-                .and_then(|sc| sc.allow_privilege_escalation)
-                != Some(false)
-        })
-        .map(|c| c.name)
-        .collect();
+    let mut bad: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    for c in containers(spec) {
+        if c.security_context
+            .and_then(|sc| sc.allow_privilege_escalation)
+            != Some(false)
+        {
+            bad.push(c.name);
+            fields.push(c.field("securityContext.allowPrivilegeEscalation"));
+        }
+    }
     if bad.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "allowPrivilegeEscalation != false",
-        format!(
-            "{} must set securityContext.allowPrivilegeEscalation=false",
-            containers_phrase(&bad)
-        ),
+    Some(
+        Forbidden::new(
+            "allowPrivilegeEscalation != false",
+            format!(
+                "{} must set securityContext.allowPrivilegeEscalation=false",
+                containers_phrase(&bad)
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -106,6 +116,14 @@ mod tests {
                 f.detail,
                 r#"containers "a", "b", "c" must set securityContext.allowPrivilegeEscalation=false"#
             );
+            assert_eq!(
+                f.fields,
+                [
+                    "spec.containers[0].securityContext.allowPrivilegeEscalation",
+                    "spec.containers[1].securityContext.allowPrivilegeEscalation",
+                    "spec.containers[2].securityContext.allowPrivilegeEscalation",
+                ]
+            );
         }
     }
 
@@ -124,6 +142,13 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "init", "debug" must set securityContext.allowPrivilegeEscalation=false"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].securityContext.allowPrivilegeEscalation",
+                "spec.ephemeralContainers[0].securityContext.allowPrivilegeEscalation",
+            ]
         );
         let ok = PodSpec {
             containers: vec![container("app", Some(false))],

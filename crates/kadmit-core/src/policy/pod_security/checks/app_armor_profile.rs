@@ -17,6 +17,10 @@
 //! where setters are `pod`, `container(s) "…"` (visit order) and `annotation(s)`, joined with
 //! ` and `; values are the sorted, de-duplicated bad types followed by the sorted bad annotations
 //! rendered as `key="value"` (value quoted like Go's `%q`), each item then wrapped in quotes.
+//!
+//! Fields, in the order of the setters: `spec.securityContext.appArmorProfile.type`, each bad
+//! container's `securityContext.appArmorProfile.type` (visit order), then each bad annotation as
+//! `metadata.annotations[<key>]` (key order).
 
 use k8s_openapi::api::core::v1::{AppArmorProfile, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -55,6 +59,7 @@ fn allowed_annotation_value(value: &str) -> bool {
 fn app_armor_profile_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut setters: Vec<String> = Vec::new();
     let mut bad_types: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
 
     if let Some(profile) = spec
         .security_context
@@ -64,6 +69,7 @@ fn app_armor_profile_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden
     {
         setters.push("pod".to_owned());
         bad_types.push(&profile.type_);
+        fields.push("spec.securityContext.appArmorProfile.type".to_owned());
     }
 
     let mut bad_containers: Vec<&str> = Vec::new();
@@ -75,21 +81,20 @@ fn app_armor_profile_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden
         {
             bad_containers.push(c.name);
             bad_types.push(&profile.type_);
+            fields.push(c.field("securityContext.appArmorProfile.type"));
         }
     }
     if !bad_containers.is_empty() {
         setters.push(containers_phrase(&bad_containers));
     }
 
-    let mut bad_annotations: Vec<String> = meta
-        .annotations
-        .iter()
-        .flatten()
-        .filter(|(key, value)| {
-            key.starts_with(ANNOTATION_PREFIX) && !allowed_annotation_value(value)
-        })
-        .map(|(key, value)| format!("{key}={}", go_quote(value)))
-        .collect();
+    let mut bad_annotations: Vec<String> = Vec::new();
+    for (key, value) in meta.annotations.iter().flatten() {
+        if key.starts_with(ANNOTATION_PREFIX) && !allowed_annotation_value(value) {
+            bad_annotations.push(format!("{key}={}", go_quote(value)));
+            fields.push(format!("metadata.annotations[{key}]"));
+        }
+    }
     bad_annotations.sort();
     if !bad_annotations.is_empty() {
         setters.push(pluralize(bad_annotations.len(), "annotation", "annotations").to_owned());
@@ -100,17 +105,20 @@ fn app_armor_profile_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden
     }
     let mut values = sorted_unique(bad_types);
     values.extend(bad_annotations);
-    Forbidden::new(
-        pluralize(
-            values.len(),
-            "forbidden AppArmor profile",
-            "forbidden AppArmor profiles",
-        ),
-        format!(
-            "{} must not set AppArmor profile type to {}",
-            setters.join(" and "),
-            joined_quoted(&values)
-        ),
+    Some(
+        Forbidden::new(
+            pluralize(
+                values.len(),
+                "forbidden AppArmor profile",
+                "forbidden AppArmor profiles",
+            ),
+            format!(
+                "{} must not set AppArmor profile type to {}",
+                setters.join(" and "),
+                joined_quoted(&values)
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -207,6 +215,7 @@ mod tests {
             f.detail,
             r#"pod must not set AppArmor profile type to "Unconfined""#
         );
+        assert_eq!(f.fields, ["spec.securityContext.appArmorProfile.type"]);
     }
 
     #[test]
@@ -221,6 +230,10 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"container "foo" must not set AppArmor profile type to "Unconfined""#
+        );
+        assert_eq!(
+            f.fields,
+            ["spec.containers[0].securityContext.appArmorProfile.type"]
         );
     }
 
@@ -240,6 +253,10 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"container "bar" must not set AppArmor profile type to "Unconfined""#
+        );
+        assert_eq!(
+            f.fields,
+            ["spec.initContainers[0].securityContext.appArmorProfile.type"]
         );
     }
 
@@ -275,6 +292,14 @@ mod tests {
             f.detail,
             r#"annotations must not set AppArmor profile type to "container.apparmor.security.beta.kubernetes.io/="bogus"", "container.apparmor.security.beta.kubernetes.io/e="unconfined"", "container.apparmor.security.beta.kubernetes.io/f="unknown"""#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "metadata.annotations[container.apparmor.security.beta.kubernetes.io/]",
+                "metadata.annotations[container.apparmor.security.beta.kubernetes.io/e]",
+                "metadata.annotations[container.apparmor.security.beta.kubernetes.io/f]",
+            ]
+        );
     }
 
     #[test]
@@ -294,6 +319,16 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"pod and containers "i", "a", "b" and annotation must not set AppArmor profile type to "", "Bogus", "Unconfined", "container.apparmor.security.beta.kubernetes.io/container1="unconfined"""#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.appArmorProfile.type",
+                "spec.initContainers[0].securityContext.appArmorProfile.type",
+                "spec.containers[0].securityContext.appArmorProfile.type",
+                "spec.containers[1].securityContext.appArmorProfile.type",
+                "metadata.annotations[container.apparmor.security.beta.kubernetes.io/container1]",
+            ]
         );
     }
 

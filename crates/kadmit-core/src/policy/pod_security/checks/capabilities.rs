@@ -14,6 +14,11 @@
 //! missing `drop`. Reason `unrestricted capabilities`, detail up to two parts joined with `; `.
 //! From v1.25 pods with `spec.os.name: windows` are skipped: capabilities are Linux-only and API
 //! validation rejects them on Windows pods, so requiring `drop: ["ALL"]` there is impossible.
+//!
+//! Fields, containers in visit order: each forbidden entry of `add`, such as
+//! `spec.containers[0].securityContext.capabilities.add[1]`, and (restricted) the
+//! `securityContext.capabilities.drop` of a container that does not drop `ALL` (where `ALL` must
+//! be added, even when the security context is missing), before that container's `add` entries.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -75,6 +80,7 @@ const RESTRICTED_REQUIRED_DROP: &str = "ALL";
 fn baseline_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut bad_containers: Vec<&str> = Vec::new();
     let mut bad_caps: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     for c in containers(spec) {
         let added = c
             .security_context
@@ -82,12 +88,12 @@ fn baseline_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
             .and_then(|caps| caps.add.as_deref())
             .unwrap_or_default();
         let before = bad_caps.len();
-        bad_caps.extend(
-            added
-                .iter()
-                .map(String::as_str)
-                .filter(|cap| !BASELINE_ALLOWED_1_0.contains(cap)),
-        );
+        for (i, cap) in added.iter().enumerate() {
+            if !BASELINE_ALLOWED_1_0.contains(&cap.as_str()) {
+                bad_caps.push(cap);
+                fields.push(c.field(&format!("securityContext.capabilities.add[{i}]")));
+            }
+        }
         if bad_caps.len() > before {
             bad_containers.push(c.name);
         }
@@ -95,13 +101,16 @@ fn baseline_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     if bad_containers.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "non-default capabilities",
-        format!(
-            "{} must not include {} in securityContext.capabilities.add",
-            containers_phrase(&bad_containers),
-            joined_quoted(&sorted_unique(bad_caps)),
-        ),
+    Some(
+        Forbidden::new(
+            "non-default capabilities",
+            format!(
+                "{} must not include {} in securityContext.capabilities.add",
+                containers_phrase(&bad_containers),
+                joined_quoted(&sorted_unique(bad_caps)),
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -109,27 +118,28 @@ fn restricted_v1_22(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut missing_drop_all: Vec<&str> = Vec::new();
     let mut adding_forbidden: Vec<&str> = Vec::new();
     let mut bad_caps: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     for c in containers(spec) {
-        let Some(caps) = c.security_context.and_then(|sc| sc.capabilities.as_ref()) else {
-            missing_drop_all.push(c.name);
-            continue;
-        };
+        let caps = c.security_context.and_then(|sc| sc.capabilities.as_ref());
         let drops_all = caps
-            .drop
-            .iter()
+            .and_then(|caps| caps.drop.as_ref())
+            .into_iter()
             .flatten()
             .any(|cap| cap == RESTRICTED_REQUIRED_DROP);
         if !drops_all {
             missing_drop_all.push(c.name);
+            fields.push(c.field("securityContext.capabilities.drop"));
         }
         let before = bad_caps.len();
-        bad_caps.extend(
-            caps.add
-                .iter()
-                .flatten()
-                .map(String::as_str)
-                .filter(|cap| *cap != RESTRICTED_ALLOWED_ADD),
-        );
+        let added = caps
+            .and_then(|caps| caps.add.as_deref())
+            .unwrap_or_default();
+        for (i, cap) in added.iter().enumerate() {
+            if cap != RESTRICTED_ALLOWED_ADD {
+                bad_caps.push(cap);
+                fields.push(c.field(&format!("securityContext.capabilities.add[{i}]")));
+            }
+        }
         if bad_caps.len() > before {
             adding_forbidden.push(c.name);
         }
@@ -152,7 +162,7 @@ fn restricted_v1_22(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     if parts.is_empty() {
         return None;
     }
-    Forbidden::new("unrestricted capabilities", parts.join("; "))
+    Some(Forbidden::new("unrestricted capabilities", parts.join("; ")).with_fields(fields))
 }
 
 fn restricted_v1_25(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
@@ -209,6 +219,15 @@ mod tests {
             f.detail,
             r#"containers "a", "b" must not include "BAR", "BAZ", "FOO" in securityContext.capabilities.add"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[0].securityContext.capabilities.add[0]",
+                "spec.containers[0].securityContext.capabilities.add[1]",
+                "spec.containers[1].securityContext.capabilities.add[0]",
+                "spec.containers[1].securityContext.capabilities.add[1]",
+            ]
+        );
     }
 
     #[test]
@@ -229,6 +248,13 @@ mod tests {
             f.detail,
             r#"containers "i", "a" must not include "CAP_CHOWN", "chown" in securityContext.capabilities.add"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].securityContext.capabilities.add[0]",
+                "spec.containers[0].securityContext.capabilities.add[0]",
+            ]
+        );
     }
 
     #[test]
@@ -246,6 +272,18 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "a", "b" must set securityContext.capabilities.drop=["ALL"]; containers "a", "b", "c" must not include "BAR", "BAZ", "CHOWN", "FOO" in securityContext.capabilities.add"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[0].securityContext.capabilities.drop",
+                "spec.containers[0].securityContext.capabilities.add[0]",
+                "spec.containers[0].securityContext.capabilities.add[1]",
+                "spec.containers[1].securityContext.capabilities.drop",
+                "spec.containers[1].securityContext.capabilities.add[0]",
+                "spec.containers[1].securityContext.capabilities.add[1]",
+                "spec.containers[2].securityContext.capabilities.add[1]",
+            ]
         );
     }
 
@@ -271,6 +309,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "a", "b", "e" must set securityContext.capabilities.drop=["ALL"]"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[0].securityContext.capabilities.drop",
+                "spec.containers[1].securityContext.capabilities.drop",
+                "spec.ephemeralContainers[0].securityContext.capabilities.drop",
+            ]
         );
 
         let ok = PodSpec {

@@ -4,7 +4,7 @@
 //! among every other non-allow-listed volume type.
 //!
 //! Reason `hostPath volumes`, detail `volume(s) "…"` with the names in spec order (not sorted,
-//! not de-duplicated).
+//! not de-duplicated). Fields: `spec.volumes[<index>].hostPath` of each such volume.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -23,23 +23,27 @@ pub(super) const CHECK: Check = Check {
 };
 
 fn host_path_volumes_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
-    let bad: Vec<&str> = spec
-        .volumes
-        .iter()
-        .flatten()
-        .filter(|v| v.host_path.is_some())
-        .map(|v| v.name.as_str())
-        .collect();
+    let mut bad: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if v.host_path.is_some() {
+            bad.push(&v.name);
+            fields.push(format!("spec.volumes[{i}].hostPath"));
+        }
+    }
     if bad.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "hostPath volumes",
-        format!(
-            "{} {}",
-            pluralize(bad.len(), "volume", "volumes"),
-            joined_quoted(&bad)
-        ),
+    Some(
+        Forbidden::new(
+            "hostPath volumes",
+            format!(
+                "{} {}",
+                pluralize(bad.len(), "volume", "volumes"),
+                joined_quoted(&bad)
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -76,6 +80,10 @@ mod tests {
         let f = host_path_volumes_v1_0(&ObjectMeta::default(), &spec).unwrap();
         assert_eq!(f.reason, "hostPath volumes");
         assert_eq!(f.detail, r#"volumes "a", "b""#);
+        assert_eq!(
+            f.fields,
+            ["spec.volumes[0].hostPath", "spec.volumes[1].hostPath"]
+        );
     }
 
     #[test]
@@ -84,12 +92,9 @@ mod tests {
             volumes: Some(vec![empty_dir("x"), host_path("z")]),
             ..Default::default()
         };
-        assert_eq!(
-            host_path_volumes_v1_0(&ObjectMeta::default(), &spec)
-                .unwrap()
-                .detail,
-            r#"volume "z""#
-        );
+        let f = host_path_volumes_v1_0(&ObjectMeta::default(), &spec).unwrap();
+        assert_eq!(f.detail, r#"volume "z""#);
+        assert_eq!(f.fields, ["spec.volumes[1].hostPath"]);
         let spec = PodSpec {
             volumes: Some(vec![host_path("z"), host_path("a"), host_path("z")]),
             ..Default::default()

@@ -5,6 +5,9 @@
 //! order; ports distinct and sorted **as strings** (upstream keeps them in a string set), so
 //! `8080` sorts before `9`; unquoted, joined with `, `. `uses`/`use` follows the container count,
 //! `hostPort`/`hostPorts` the port count.
+//!
+//! Fields: every offending `ports[<index>].hostPort`, containers in visit order, such as
+//! `spec.initContainers[1].ports[0].hostPort`.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -25,16 +28,17 @@ pub(super) const CHECK: Check = Check {
 fn host_ports_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut bad_containers: Vec<&str> = Vec::new();
     let mut bad_ports: Vec<String> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     for c in containers(spec) {
         let before = bad_ports.len();
-        bad_ports.extend(
-            c.ports
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|p| p.host_port)
-                .filter(|port| *port != 0)
-                .map(|port| port.to_string()),
-        );
+        for (i, port) in c.ports.unwrap_or_default().iter().enumerate() {
+            if let Some(host_port) = port.host_port
+                && host_port != 0
+            {
+                bad_ports.push(host_port.to_string());
+                fields.push(c.field(&format!("ports[{i}].hostPort")));
+            }
+        }
         if bad_ports.len() > before {
             bad_containers.push(c.name);
         }
@@ -43,15 +47,18 @@ fn host_ports_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
         return None;
     }
     let ports = sorted_unique(bad_ports);
-    Forbidden::new(
-        "hostPort",
-        format!(
-            "{} {} {} {}",
-            containers_phrase(&bad_containers),
-            pluralize(bad_containers.len(), "uses", "use"),
-            pluralize(ports.len(), "hostPort", "hostPorts"),
-            ports.join(", "),
-        ),
+    Some(
+        Forbidden::new(
+            "hostPort",
+            format!(
+                "{} {} {} {}",
+                containers_phrase(&bad_containers),
+                pluralize(bad_containers.len(), "uses", "use"),
+                pluralize(ports.len(), "hostPort", "hostPorts"),
+                ports.join(", "),
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -89,6 +96,7 @@ mod tests {
         let f = host_ports_v1_0(&ObjectMeta::default(), &spec).unwrap();
         assert_eq!(f.reason, "hostPort");
         assert_eq!(f.detail, r#"container "b" uses hostPort 20"#);
+        assert_eq!(f.fields, ["spec.containers[1].ports[1].hostPort"]);
     }
 
     #[test]
@@ -104,6 +112,15 @@ mod tests {
         let f = host_ports_v1_0(&ObjectMeta::default(), &spec).unwrap();
         assert_eq!(f.reason, "hostPort");
         assert_eq!(f.detail, r#"containers "b", "c" use hostPorts 10, 20, 30"#);
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[1].ports[1].hostPort",
+                "spec.containers[1].ports[2].hostPort",
+                "spec.containers[2].ports[1].hostPort",
+                "spec.containers[2].ports[2].hostPort",
+            ]
+        );
     }
 
     #[test]
@@ -124,11 +141,14 @@ mod tests {
             containers: vec![container("a", &[Some(7)])],
             ..Default::default()
         };
+        let f = host_ports_v1_0(&ObjectMeta::default(), &spec).unwrap();
+        assert_eq!(f.detail, r#"containers "i", "a" use hostPort 7"#);
         assert_eq!(
-            host_ports_v1_0(&ObjectMeta::default(), &spec)
-                .unwrap()
-                .detail,
-            r#"containers "i", "a" use hostPort 7"#
+            f.fields,
+            [
+                "spec.initContainers[0].ports[0].hostPort",
+                "spec.containers[0].ports[0].hostPort",
+            ]
         );
     }
 

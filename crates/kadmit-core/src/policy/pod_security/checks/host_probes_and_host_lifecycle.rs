@@ -13,6 +13,11 @@
 //! Reason `probe or lifecycle host`, detail
 //! `container(s) "…" uses|use probe or lifecycle host(s) "…"`: unlike most checks both the
 //! container names and the hosts are sorted and de-duplicated (upstream keeps both in sets).
+//!
+//! Fields: every offending `host`, containers in visit order (not sorted like the names), and
+//! within a container in the order liveness, readiness, startup probe, postStart, preStop hook,
+//! `httpGet` before `tcpSocket`, such as `spec.containers[0].livenessProbe.httpGet.host` or
+//! `spec.containers[1].lifecycle.preStop.tcpSocket.host`.
 
 use k8s_openapi::api::core::v1::{
     HTTPGetAction, LifecycleHandler, PodSpec, Probe, TCPSocketAction,
@@ -35,42 +40,63 @@ pub(super) const CHECK: Check = Check {
     overrides: &[],
 };
 
-/// The non-empty hosts of an HTTP GET and a TCP socket action.
+/// The non-empty hosts of an HTTP GET and a TCP socket action, each with its path relative to
+/// the container (`at` is the probe's or hook's path, such as `lifecycle.postStart`).
 fn hosts<'a>(
+    at: &'static str,
     http_get: Option<&'a HTTPGetAction>,
     tcp_socket: Option<&'a TCPSocketAction>,
-) -> impl Iterator<Item = &'a str> {
-    http_get
+) -> impl Iterator<Item = (&'a str, String)> {
+    let http = http_get
         .and_then(|a| a.host.as_deref())
-        .into_iter()
-        .chain(tcp_socket.and_then(|a| a.host.as_deref()))
-        .filter(|host| !host.is_empty())
+        .map(|host| (host, format!("{at}.httpGet.host")));
+    let tcp = tcp_socket
+        .and_then(|a| a.host.as_deref())
+        .map(|host| (host, format!("{at}.tcpSocket.host")));
+    http.into_iter()
+        .chain(tcp)
+        .filter(|(host, _)| !host.is_empty())
 }
 
-fn probe_hosts(probe: Option<&Probe>) -> impl Iterator<Item = &str> {
+fn probe_hosts<'a>(
+    at: &'static str,
+    probe: Option<&'a Probe>,
+) -> impl Iterator<Item = (&'a str, String)> {
     probe
         .into_iter()
-        .flat_map(|p| hosts(p.http_get.as_ref(), p.tcp_socket.as_ref()))
+        .flat_map(move |p| hosts(at, p.http_get.as_ref(), p.tcp_socket.as_ref()))
 }
 
-fn handler_hosts(handler: Option<&LifecycleHandler>) -> impl Iterator<Item = &str> {
+fn handler_hosts<'a>(
+    at: &'static str,
+    handler: Option<&'a LifecycleHandler>,
+) -> impl Iterator<Item = (&'a str, String)> {
     handler
         .into_iter()
-        .flat_map(|h| hosts(h.http_get.as_ref(), h.tcp_socket.as_ref()))
+        .flat_map(move |h| hosts(at, h.http_get.as_ref(), h.tcp_socket.as_ref()))
 }
 
 fn host_probes_and_host_lifecycle_v1_34(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut bad_containers: Vec<&str> = Vec::new();
     let mut bad_hosts: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     for c in containers(spec) {
+        let found = probe_hosts("livenessProbe", c.liveness_probe)
+            .chain(probe_hosts("readinessProbe", c.readiness_probe))
+            .chain(probe_hosts("startupProbe", c.startup_probe))
+            .chain(handler_hosts(
+                "lifecycle.postStart",
+                c.lifecycle.and_then(|l| l.post_start.as_ref()),
+            ))
+            .chain(handler_hosts(
+                "lifecycle.preStop",
+                c.lifecycle.and_then(|l| l.pre_stop.as_ref()),
+            ));
         let before = bad_hosts.len();
-        bad_hosts.extend(probe_hosts(c.liveness_probe));
-        bad_hosts.extend(probe_hosts(c.readiness_probe));
-        bad_hosts.extend(probe_hosts(c.startup_probe));
-        bad_hosts.extend(handler_hosts(
-            c.lifecycle.and_then(|l| l.post_start.as_ref()),
-        ));
-        bad_hosts.extend(handler_hosts(c.lifecycle.and_then(|l| l.pre_stop.as_ref())));
+        for (host, at) in found {
+            bad_hosts.push(host);
+            fields.push(c.field(&at));
+        }
         if bad_hosts.len() > before {
             bad_containers.push(c.name);
         }
@@ -80,19 +106,22 @@ fn host_probes_and_host_lifecycle_v1_34(_meta: &ObjectMeta, spec: &PodSpec) -> O
     }
     let names = sorted_unique(bad_containers);
     let hosts = sorted_unique(bad_hosts);
-    Forbidden::new(
-        "probe or lifecycle host",
-        format!(
-            "{} {} {} {}",
-            containers_phrase(&names),
-            pluralize(names.len(), "uses", "use"),
-            pluralize(
-                hosts.len(),
-                "probe or lifecycle host",
-                "probe or lifecycle hosts"
+    Some(
+        Forbidden::new(
+            "probe or lifecycle host",
+            format!(
+                "{} {} {} {}",
+                containers_phrase(&names),
+                pluralize(names.len(), "uses", "use"),
+                pluralize(
+                    hosts.len(),
+                    "probe or lifecycle host",
+                    "probe or lifecycle hosts"
+                ),
+                joined_quoted(&hosts),
             ),
-            joined_quoted(&hosts),
-        ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -193,6 +222,14 @@ mod tests {
             f.detail,
             r#"container "a" uses probe or lifecycle hosts "127.0.0.1", "::1", "localhost""#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[0].livenessProbe.httpGet.host",
+                "spec.containers[0].readinessProbe.tcpSocket.host",
+                "spec.containers[0].startupProbe.httpGet.host",
+            ]
+        );
     }
 
     #[test]
@@ -223,6 +260,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "invalid1", "invalid2" use probe or lifecycle hosts "a.com", "b.com""#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[1].livenessProbe.httpGet.host",
+                "spec.containers[2].startupProbe.httpGet.host",
+                "spec.containers[2].lifecycle.preStop.tcpSocket.host",
+            ]
         );
     }
 
@@ -260,6 +305,16 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "a", "b", "z-init" use probe or lifecycle hosts "invalid.init.host", "p", "r", "s""#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].livenessProbe.httpGet.host",
+                "spec.containers[0].readinessProbe.tcpSocket.host",
+                "spec.containers[1].lifecycle.postStart.httpGet.host",
+                "spec.containers[1].lifecycle.postStart.tcpSocket.host",
+                "spec.containers[1].lifecycle.preStop.httpGet.host",
+            ]
         );
         let spec = PodSpec {
             containers: vec![Container {

@@ -33,21 +33,33 @@ use crate::config::{Level, PolicyVersion};
 /// The newest policy revision kadmit knows: `latest` and newer versions evaluate as this minor.
 pub const MAX_MINOR: u32 = 37;
 
-/// A failed check: upstream's `forbiddenReason` and `forbiddenDetail`.
+/// A failed check: upstream's `forbiddenReason` and `forbiddenDetail`, plus the offending
+/// fields (kadmit's addition, for `kadmit check` to point at).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Forbidden {
     /// Short reason, such as `host namespaces`.
     pub reason: String,
     /// What exactly, such as `hostNetwork=true`; may be empty.
     pub detail: String,
+    /// Paths of the offending fields relative to the pod, such as
+    /// `spec.containers[0].securityContext.privileged`; not part of upstream's messages.
+    pub fields: Vec<String>,
 }
 
 impl Forbidden {
-    pub(crate) fn new(reason: impl Into<String>, detail: impl Into<String>) -> Option<Forbidden> {
-        Some(Forbidden {
+    /// A violation with no fields yet; add them with [`Forbidden::with_fields`].
+    pub(crate) fn new(reason: impl Into<String>, detail: impl Into<String>) -> Forbidden {
+        Forbidden {
             reason: reason.into(),
             detail: detail.into(),
-        })
+            fields: Vec::new(),
+        }
+    }
+
+    /// Sets the offending fields' paths (see [`Forbidden::fields`]).
+    pub(crate) fn with_fields(mut self, fields: Vec<String>) -> Forbidden {
+        self.fields = fields;
+        self
     }
 }
 
@@ -124,6 +136,8 @@ pub struct Violation {
     pub reason: String,
     /// Its detail (may be empty).
     pub detail: String,
+    /// The offending fields, relative to the pod (see [`Forbidden::fields`]).
+    pub fields: Vec<String>,
 }
 
 /// The checks that run for `level` at `version`, in evaluation order.
@@ -170,6 +184,7 @@ pub fn evaluate(
                 check: check.id,
                 reason: f.reason,
                 detail: f.detail,
+                fields: f.fields,
             })
         })
         .collect()
@@ -215,6 +230,10 @@ pub fn forbidden_reason(violations: &[Violation]) -> String {
 /// (k8s-openapi gives ephemeral containers their own type).
 #[derive(Debug, Clone, Copy)]
 pub struct ContainerView<'a> {
+    /// Which list it is in: `initContainers`, `containers` or `ephemeralContainers`.
+    pub list: &'static str,
+    /// Its index in that list.
+    pub index: usize,
     /// The container's name.
     pub name: &'a str,
     /// Its security context.
@@ -231,9 +250,22 @@ pub struct ContainerView<'a> {
     pub lifecycle: Option<&'a Lifecycle>,
 }
 
-impl<'a> From<&'a Container> for ContainerView<'a> {
-    fn from(c: &'a Container) -> Self {
+impl<'a> ContainerView<'a> {
+    /// The container's path in the pod, such as `spec.containers[0]`.
+    pub fn path(&self) -> String {
+        format!("spec.{}[{}]", self.list, self.index)
+    }
+
+    /// The path of one of the container's fields, such as
+    /// `spec.containers[0].securityContext.privileged` for `securityContext.privileged`.
+    pub(crate) fn field(&self, relative: &str) -> String {
+        format!("{}.{relative}", self.path())
+    }
+
+    fn from_container(list: &'static str, index: usize, c: &'a Container) -> Self {
         ContainerView {
+            list,
+            index,
             name: &c.name,
             security_context: c.security_context.as_ref(),
             ports: c.ports.as_deref(),
@@ -243,11 +275,11 @@ impl<'a> From<&'a Container> for ContainerView<'a> {
             lifecycle: c.lifecycle.as_ref(),
         }
     }
-}
 
-impl<'a> From<&'a EphemeralContainer> for ContainerView<'a> {
-    fn from(c: &'a EphemeralContainer) -> Self {
+    fn from_ephemeral(index: usize, c: &'a EphemeralContainer) -> Self {
         ContainerView {
+            list: "ephemeralContainers",
+            index,
             name: &c.name,
             security_context: c.security_context.as_ref(),
             ports: c.ports.as_deref(),
@@ -265,13 +297,20 @@ pub fn containers(spec: &PodSpec) -> impl Iterator<Item = ContainerView<'_>> {
     spec.init_containers
         .iter()
         .flatten()
-        .map(ContainerView::from)
-        .chain(spec.containers.iter().map(ContainerView::from))
+        .enumerate()
+        .map(|(i, c)| ContainerView::from_container("initContainers", i, c))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| ContainerView::from_container("containers", i, c)),
+        )
         .chain(
             spec.ephemeral_containers
                 .iter()
                 .flatten()
-                .map(ContainerView::from),
+                .enumerate()
+                .map(|(i, c)| ContainerView::from_ephemeral(i, c)),
         )
 }
 
@@ -364,6 +403,61 @@ mod tests {
         ] {
             assert!(!restricted.contains(&gone), "{gone}");
         }
+    }
+
+    #[test]
+    fn container_paths_and_fields_reach_violations() {
+        use k8s_openapi::api::core::v1::SecurityContext;
+        let named = |name: &str| Container {
+            name: name.into(),
+            ..Default::default()
+        };
+        let spec = PodSpec {
+            init_containers: Some(vec![named("i0"), named("i1")]),
+            containers: vec![Container {
+                security_context: Some(SecurityContext {
+                    privileged: Some(true),
+                    ..Default::default()
+                }),
+                ..named("c0")
+            }],
+            ephemeral_containers: Some(vec![EphemeralContainer {
+                name: "e0".into(),
+                ..Default::default()
+            }]),
+            host_network: Some(true),
+            ..Default::default()
+        };
+        let paths: Vec<String> = containers(&spec).map(|c| c.path()).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.initContainers[0]",
+                "spec.initContainers[1]",
+                "spec.containers[0]",
+                "spec.ephemeralContainers[0]",
+            ]
+        );
+        let violations = evaluate(
+            Level::Baseline,
+            PolicyVersion::Latest,
+            &ObjectMeta::default(),
+            &spec,
+        );
+        let fields: Vec<(&str, &[String])> = violations
+            .iter()
+            .map(|v| (v.check, v.fields.as_slice()))
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                ("hostNamespaces", &["spec.hostNetwork".to_owned()][..]),
+                (
+                    "privileged",
+                    &["spec.containers[0].securityContext.privileged".to_owned()][..]
+                ),
+            ]
+        );
     }
 
     #[test]

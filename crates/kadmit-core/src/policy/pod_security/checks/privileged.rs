@@ -1,4 +1,7 @@
 //! `privileged` (baseline, v1.0): no container may set `securityContext.privileged=true`.
+//!
+//! Fields: each offending container's `securityContext.privileged`, such as
+//! `spec.containers[0].securityContext.privileged`.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -17,19 +20,26 @@ pub(super) const CHECK: Check = Check {
 };
 
 fn privileged_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
-    let bad: Vec<&str> = containers(spec)
-        .filter(|c| c.security_context.and_then(|sc| sc.privileged) == Some(true))
-        .map(|c| c.name)
-        .collect();
+    let mut bad: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    for c in containers(spec) {
+        if c.security_context.and_then(|sc| sc.privileged) == Some(true) {
+            bad.push(c.name);
+            fields.push(c.field("securityContext.privileged"));
+        }
+    }
     if bad.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "privileged",
-        format!(
-            "{} must not set securityContext.privileged=true",
-            containers_phrase(&bad)
-        ),
+    Some(
+        Forbidden::new(
+            "privileged",
+            format!(
+                "{} must not set securityContext.privileged=true",
+                containers_phrase(&bad)
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -69,6 +79,13 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "d", "e" must not set securityContext.privileged=true"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[3].securityContext.privileged",
+                "spec.containers[4].securityContext.privileged",
+            ]
         );
     }
 }

@@ -13,6 +13,9 @@
 //!
 //! Detail: `container(s) Q(containers in visit order) must not set securityContext.procMount to
 //! Q(sorted distinct values)`.
+//!
+//! Fields: each offending container's `securityContext.procMount`, such as
+//! `spec.containers[0].securityContext.procMount`.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -70,24 +73,29 @@ fn restricted_v1_35(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 fn strict(spec: &PodSpec) -> Option<Forbidden> {
     let mut bad_containers = Vec::new();
     let mut bad_values = Vec::new();
+    let mut fields = Vec::new();
     for c in containers(spec) {
         if let Some(value) = c.security_context.and_then(|sc| sc.proc_mount.as_deref())
             && value != DEFAULT_PROC_MOUNT
         {
             bad_containers.push(c.name);
             bad_values.push(value);
+            fields.push(c.field("securityContext.procMount"));
         }
     }
     if bad_containers.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "procMount",
-        format!(
-            "{} must not set securityContext.procMount to {}",
-            containers_phrase(&bad_containers),
-            joined_quoted(&sorted_unique(bad_values))
-        ),
+    Some(
+        Forbidden::new(
+            "procMount",
+            format!(
+                "{} must not set securityContext.procMount to {}",
+                containers_phrase(&bad_containers),
+                joined_quoted(&sorted_unique(bad_values))
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -133,6 +141,13 @@ mod tests {
             let f = check(&meta, &golden_spec()).unwrap();
             assert_eq!(f.reason, "procMount");
             assert_eq!(f.detail, GOLDEN);
+            assert_eq!(
+                f.fields,
+                [
+                    "spec.containers[3].securityContext.procMount",
+                    "spec.containers[4].securityContext.procMount",
+                ]
+            );
         }
     }
 
@@ -147,6 +162,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "z", "a", "b" must not set securityContext.procMount to "", "Unmasked""#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].securityContext.procMount",
+                "spec.containers[0].securityContext.procMount",
+                "spec.containers[1].securityContext.procMount",
+            ]
         );
     }
 

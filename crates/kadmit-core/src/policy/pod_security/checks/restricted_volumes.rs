@@ -14,6 +14,10 @@
 //! (a source the API types here do not model, or no source at all: the API server defaults a
 //! sourceless volume to `emptyDir` before admission, so only undefaulted input has none). Detail: `volume(s) Q(names) uses|use restricted volume
 //! type(s) Q(sorted distinct types)`.
+//!
+//! Fields: the source of each bad volume that gives it its type, such as
+//! `spec.volumes[2].hostPath` (the type names are the sources' field names); for an `unknown`
+//! type, the volume itself, such as `spec.volumes[3]`.
 
 use k8s_openapi::api::core::v1::{PodSpec, Volume};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -34,33 +38,46 @@ pub(super) const CHECK: Check = Check {
 fn check_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let mut bad_names = Vec::new();
     let mut bad_types = Vec::new();
-    for volume in spec.volumes.iter().flatten() {
+    let mut fields = Vec::new();
+    for (i, volume) in spec.volumes.iter().flatten().enumerate() {
         if allowed(volume) {
             continue;
         }
+        let type_ = restricted_type(volume);
         bad_names.push(volume.name.as_str());
-        bad_types.push(restricted_type(volume));
+        bad_types.push(type_);
+        fields.push(if type_ == UNKNOWN {
+            format!("spec.volumes[{i}]")
+        } else {
+            format!("spec.volumes[{i}].{type_}")
+        });
     }
     if bad_names.is_empty() {
         return None;
     }
     let bad_types = sorted_unique(bad_types);
-    Forbidden::new(
-        "restricted volume types",
-        format!(
-            "{} {} {} {} {}",
-            pluralize(bad_names.len(), "volume", "volumes"),
-            joined_quoted(&bad_names),
-            pluralize(bad_names.len(), "uses", "use"),
-            pluralize(
-                bad_types.len(),
-                "restricted volume type",
-                "restricted volume types"
+    Some(
+        Forbidden::new(
+            "restricted volume types",
+            format!(
+                "{} {} {} {} {}",
+                pluralize(bad_names.len(), "volume", "volumes"),
+                joined_quoted(&bad_names),
+                pluralize(bad_names.len(), "uses", "use"),
+                pluralize(
+                    bad_types.len(),
+                    "restricted volume type",
+                    "restricted volume types"
+                ),
+                joined_quoted(&bad_types)
             ),
-            joined_quoted(&bad_types)
-        ),
+        )
+        .with_fields(fields),
     )
 }
+
+/// The type reported for a volume with no source this check knows.
+const UNKNOWN: &str = "unknown";
 
 /// The volume uses one of the allowed sources.
 fn allowed(v: &Volume) -> bool {
@@ -75,7 +92,8 @@ fn allowed(v: &Volume) -> bool {
         || v.secret.is_some()
 }
 
-/// The name of a not-allowed volume's type, as upstream reports it.
+/// The name of a not-allowed volume's type, as upstream reports it: its source's field name, or
+/// [`UNKNOWN`].
 fn restricted_type(v: &Volume) -> &'static str {
     let known = [
         (v.host_path.is_some(), "hostPath"),
@@ -103,7 +121,7 @@ fn restricted_type(v: &Volume) -> &'static str {
     known
         .into_iter()
         .find_map(|(set, name)| set.then_some(name))
-        .unwrap_or("unknown")
+        .unwrap_or(UNKNOWN)
 }
 
 #[cfg(test)]
@@ -182,6 +200,33 @@ mod tests {
                 r#""hostPath", "iscsi", "nfs", "photonPersistentDisk", "portworxVolume", "quobyte", "rbd", "scaleIO", "storageos", "unknown", "vsphereVolume""#
             )
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.volumes[9].hostPath",
+                "spec.volumes[10].gcePersistentDisk",
+                "spec.volumes[11].awsElasticBlockStore",
+                "spec.volumes[12].gitRepo",
+                "spec.volumes[13].nfs",
+                "spec.volumes[14].iscsi",
+                "spec.volumes[15].glusterfs",
+                "spec.volumes[16].rbd",
+                "spec.volumes[17].flexVolume",
+                "spec.volumes[18].cinder",
+                "spec.volumes[19].cephfs",
+                "spec.volumes[20].flocker",
+                "spec.volumes[21].fc",
+                "spec.volumes[22].azureFile",
+                "spec.volumes[23].vsphereVolume",
+                "spec.volumes[24].quobyte",
+                "spec.volumes[25].azureDisk",
+                "spec.volumes[26].photonPersistentDisk",
+                "spec.volumes[27].portworxVolume",
+                "spec.volumes[28].scaleIO",
+                "spec.volumes[29].storageos",
+                "spec.volumes[30]",
+            ]
+        );
     }
 
     #[test]
@@ -217,6 +262,7 @@ mod tests {
         })])
         .unwrap();
         assert_eq!(f.detail, r#"volume "m" uses restricted volume type "nfs""#);
+        assert_eq!(f.fields, ["spec.volumes[0].nfs"]);
         assert_eq!(check(vec![]), None);
         assert_eq!(
             check_v1_0(&ObjectMeta::default(), &PodSpec::default()),

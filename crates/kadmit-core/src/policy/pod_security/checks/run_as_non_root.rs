@@ -10,6 +10,13 @@
 //! must not set securityContext.runAsNonRoot=false`; otherwise the containers left unset are
 //! reported as `pod or container(s) Q(names) must set securityContext.runAsNonRoot=true`.
 //!
+//! Fields follow the detail: for explicit falses, `spec.securityContext.runAsNonRoot` (if the pod
+//! sets `false`) and each such container's `securityContext.runAsNonRoot`; otherwise each unset
+//! container's `securityContext.runAsNonRoot`, such as
+//! `spec.containers[0].securityContext.runAsNonRoot`, where it must be set to `true`. Setting
+//! `spec.securityContext.runAsNonRoot: true` at pod level instead also satisfies those
+//! containers.
+//!
 //! Versions:
 //! * v1.0.
 //! * v1.35: pods with `spec.hostUsers: false` are allowed whatever they set: in a user namespace
@@ -59,33 +66,51 @@ fn must_run_as_non_root(spec: &PodSpec) -> Option<Forbidden> {
     let pod_bad = pod_value == Some(false);
     let pod_true = pod_value == Some(true);
 
+    const FIELD: &str = "securityContext.runAsNonRoot";
     let mut explicitly_bad = Vec::new();
+    let mut explicit_fields = Vec::new();
     let mut implicitly_bad = Vec::new();
+    let mut implicit_fields = Vec::new();
+    if pod_bad {
+        explicit_fields.push(format!("spec.{FIELD}"));
+    }
     for c in containers(spec) {
         match c.security_context.and_then(|sc| sc.run_as_non_root) {
-            Some(false) => explicitly_bad.push(c.name),
+            Some(false) => {
+                explicitly_bad.push(c.name);
+                explicit_fields.push(c.field(FIELD));
+            }
             Some(true) => {}
-            None if !pod_true => implicitly_bad.push(c.name),
+            None if !pod_true => {
+                implicitly_bad.push(c.name);
+                implicit_fields.push(c.field(FIELD));
+            }
             None => {}
         }
     }
 
     if pod_bad || !explicitly_bad.is_empty() {
-        return Forbidden::new(
-            REASON,
-            format!(
-                "{} must not set securityContext.runAsNonRoot=false",
-                setters_phrase(pod_bad, &explicitly_bad)
-            ),
+        return Some(
+            Forbidden::new(
+                REASON,
+                format!(
+                    "{} must not set securityContext.runAsNonRoot=false",
+                    setters_phrase(pod_bad, &explicitly_bad)
+                ),
+            )
+            .with_fields(explicit_fields),
         );
     }
     if !implicitly_bad.is_empty() {
-        return Forbidden::new(
-            REASON,
-            format!(
-                "pod or {} must set securityContext.runAsNonRoot=true",
-                containers_phrase(&implicitly_bad)
-            ),
+        return Some(
+            Forbidden::new(
+                REASON,
+                format!(
+                    "pod or {} must set securityContext.runAsNonRoot=true",
+                    containers_phrase(&implicitly_bad)
+                ),
+            )
+            .with_fields(implicit_fields),
         );
     }
     None
@@ -140,6 +165,10 @@ mod tests {
             f.detail,
             r#"pod or container "a" must set securityContext.runAsNonRoot=true"#
         );
+        assert_eq!(
+            f.fields,
+            ["spec.containers[0].securityContext.runAsNonRoot"]
+        );
 
         let f = both(&PodSpec {
             security_context: pod_level(false),
@@ -152,6 +181,7 @@ mod tests {
             f.detail,
             "pod must not set securityContext.runAsNonRoot=false"
         );
+        assert_eq!(f.fields, ["spec.securityContext.runAsNonRoot"]);
 
         let f = both(&PodSpec {
             security_context: pod_level(true),
@@ -171,6 +201,13 @@ mod tests {
             f.detail,
             r#"containers "c", "d" must not set securityContext.runAsNonRoot=false"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[2].securityContext.runAsNonRoot",
+                "spec.containers[3].securityContext.runAsNonRoot",
+            ]
+        );
 
         let f = both(&PodSpec {
             containers: vec![
@@ -187,6 +224,13 @@ mod tests {
             f.detail,
             r#"pod or containers "a", "b" must set securityContext.runAsNonRoot=true"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[0].securityContext.runAsNonRoot",
+                "spec.containers[1].securityContext.runAsNonRoot",
+            ]
+        );
     }
 
     #[test]
@@ -200,6 +244,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"pod and container "b" must not set securityContext.runAsNonRoot=false"#
+        );
+        // Container "a" is left unset, but the pod-level fix covers it: not reported.
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.runAsNonRoot",
+                "spec.containers[1].securityContext.runAsNonRoot",
+            ]
         );
     }
 

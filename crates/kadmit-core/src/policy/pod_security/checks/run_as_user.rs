@@ -1,6 +1,7 @@
 //! `runAsUser` (restricted): neither the pod (`spec.securityContext.runAsUser`) nor any
 //! container (`securityContext.runAsUser`) may set `runAsUser: 0`; unset and non-zero values are
-//! allowed. Detail: `<setters> must not set runAsUser=0`.
+//! allowed. Detail: `<setters> must not set runAsUser=0`. Fields:
+//! `spec.securityContext.runAsUser` and each offending container's `securityContext.runAsUser`.
 //!
 //! Versions:
 //! * v1.23: the check was added to the standard in 1.23 (earlier restricted versions rely on
@@ -44,16 +45,26 @@ fn check_v1_35(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 
 fn not_root_uid(spec: &PodSpec) -> Option<Forbidden> {
     let pod_bad = spec.security_context.as_ref().and_then(|sc| sc.run_as_user) == Some(0);
-    let bad: Vec<&str> = containers(spec)
-        .filter(|c| c.security_context.and_then(|sc| sc.run_as_user) == Some(0))
-        .map(|c| c.name)
-        .collect();
+    let mut fields: Vec<String> = Vec::new();
+    if pod_bad {
+        fields.push("spec.securityContext.runAsUser".to_owned());
+    }
+    let mut bad: Vec<&str> = Vec::new();
+    for c in containers(spec) {
+        if c.security_context.and_then(|sc| sc.run_as_user) == Some(0) {
+            bad.push(c.name);
+            fields.push(c.field("securityContext.runAsUser"));
+        }
+    }
     if !pod_bad && bad.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "runAsUser=0",
-        format!("{} must not set runAsUser=0", setters_phrase(pod_bad, &bad)),
+    Some(
+        Forbidden::new(
+            "runAsUser=0",
+            format!("{} must not set runAsUser=0", setters_phrase(pod_bad, &bad)),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -100,6 +111,7 @@ mod tests {
         .unwrap();
         assert_eq!(f.reason, "runAsUser=0");
         assert_eq!(f.detail, "pod must not set runAsUser=0");
+        assert_eq!(f.fields, ["spec.securityContext.runAsUser"]);
 
         let f = both(&PodSpec {
             security_context: pod_level(1),
@@ -119,6 +131,13 @@ mod tests {
         .unwrap();
         assert_eq!(f.reason, "runAsUser=0");
         assert_eq!(f.detail, r#"containers "c", "d" must not set runAsUser=0"#);
+        assert_eq!(
+            f.fields,
+            [
+                "spec.containers[2].securityContext.runAsUser",
+                "spec.containers[3].securityContext.runAsUser",
+            ]
+        );
     }
 
     #[test]
@@ -133,6 +152,13 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"pod and container "i" must not set runAsUser=0"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.runAsUser",
+                "spec.initContainers[0].securityContext.runAsUser",
+            ]
         );
         assert_eq!(both(&PodSpec::default()), None);
     }

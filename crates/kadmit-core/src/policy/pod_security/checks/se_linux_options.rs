@@ -13,6 +13,10 @@
 //! and/or `container(s) "…"` (visit order) and the parts, joined with `; `, are
 //! `type(s) "…"` (sorted, de-duplicated), `user may not be set`, `role may not be set`, each only
 //! when it applies to at least one setter.
+//!
+//! Fields: each offending `type`, `user` and `role` (in that order) of the pod's and then each
+//! container's `seLinuxOptions`, such as `spec.securityContext.seLinuxOptions.user` or
+//! `spec.containers[0].securityContext.seLinuxOptions.type`.
 
 use k8s_openapi::api::core::v1::{PodSpec, SELinuxOptions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -64,26 +68,28 @@ struct Findings<'a> {
     bad_types: Vec<&'a str>,
     set_user: bool,
     set_role: bool,
+    /// Paths of the offending fields.
+    fields: Vec<String>,
 }
 
 impl<'a> Findings<'a> {
-    /// Records the problems of one `seLinuxOptions`; returns whether it is valid.
-    fn inspect(&mut self, opts: &'a SELinuxOptions, allowed_types: &[&str]) -> bool {
-        let mut valid = true;
+    /// Records the problems of one `seLinuxOptions` found at `path`; returns whether it is valid.
+    fn inspect(&mut self, opts: &'a SELinuxOptions, allowed_types: &[&str], path: &str) -> bool {
+        let before = self.fields.len();
         let type_ = opts.type_.as_deref().unwrap_or_default();
         if !allowed_types.contains(&type_) {
-            valid = false;
             self.bad_types.push(type_);
+            self.fields.push(format!("{path}.type"));
         }
         if opts.user.as_deref().is_some_and(|u| !u.is_empty()) {
-            valid = false;
             self.set_user = true;
+            self.fields.push(format!("{path}.user"));
         }
         if opts.role.as_deref().is_some_and(|r| !r.is_empty()) {
-            valid = false;
             self.set_role = true;
+            self.fields.push(format!("{path}.role"));
         }
-        valid
+        self.fields.len() == before
     }
 }
 
@@ -94,14 +100,20 @@ fn check_se_linux_options(spec: &PodSpec, allowed_types: &[&str]) -> Option<Forb
         .security_context
         .as_ref()
         .and_then(|sc| sc.se_linux_options.as_ref())
-        .is_some_and(|opts| !findings.inspect(opts, allowed_types));
+        .is_some_and(|opts| {
+            !findings.inspect(opts, allowed_types, "spec.securityContext.seLinuxOptions")
+        });
 
     let mut bad_containers: Vec<&str> = Vec::new();
     for c in containers(spec) {
         if let Some(opts) = c
             .security_context
             .and_then(|sc| sc.se_linux_options.as_ref())
-            && !findings.inspect(opts, allowed_types)
+            && !findings.inspect(
+                opts,
+                allowed_types,
+                &c.field("securityContext.seLinuxOptions"),
+            )
         {
             bad_containers.push(c.name);
         }
@@ -125,13 +137,16 @@ fn check_se_linux_options(spec: &PodSpec, allowed_types: &[&str]) -> Option<Forb
     if findings.set_role {
         parts.push("role may not be set".to_owned());
     }
-    Forbidden::new(
-        "seLinuxOptions",
-        format!(
-            "{} set forbidden securityContext.seLinuxOptions: {}",
-            setters_phrase(pod_bad, &bad_containers),
-            parts.join("; "),
-        ),
+    Some(
+        Forbidden::new(
+            "seLinuxOptions",
+            format!(
+                "{} set forbidden securityContext.seLinuxOptions: {}",
+                setters_phrase(pod_bad, &bad_containers),
+                parts.join("; "),
+            ),
+        )
+        .with_fields(findings.fields),
     )
 }
 
@@ -196,6 +211,17 @@ mod tests {
             f.detail,
             r#"pod and containers "e", "f", "g" set forbidden securityContext.seLinuxOptions: types "bar", "foo"; user may not be set; role may not be set"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.seLinuxOptions.type",
+                "spec.securityContext.seLinuxOptions.user",
+                "spec.securityContext.seLinuxOptions.role",
+                "spec.containers[4].securityContext.seLinuxOptions.type",
+                "spec.containers[5].securityContext.seLinuxOptions.user",
+                "spec.containers[6].securityContext.seLinuxOptions.role",
+            ]
+        );
     }
 
     #[test]
@@ -207,6 +233,7 @@ mod tests {
             f.detail,
             "pod set forbidden securityContext.seLinuxOptions: user may not be set"
         );
+        assert_eq!(f.fields, ["spec.securityContext.seLinuxOptions.user"]);
     }
 
     #[test]
@@ -231,6 +258,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"containers "i", "a" set forbidden securityContext.seLinuxOptions: type "x"; role may not be set"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].securityContext.seLinuxOptions.type",
+                "spec.initContainers[0].securityContext.seLinuxOptions.role",
+                "spec.containers[0].securityContext.seLinuxOptions.type",
+            ]
         );
         assert_eq!(
             se_linux_options_v1_0(&ObjectMeta::default(), &PodSpec::default()),

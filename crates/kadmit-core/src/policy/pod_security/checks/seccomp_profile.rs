@@ -21,6 +21,17 @@
 //!   set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost"`.
 //! * v1.25: the same, except that pods with `spec.os.name: windows` are skipped (seccomp is a
 //!   Linux feature; `spec.os` became usable in 1.25).
+//!
+//! Fields (paths reported with a violation) follow the detail:
+//! * v1.0 annotations: `metadata.annotations[<key>]` of each bad annotation, the pod's first,
+//!   then the containers' in visit order.
+//! * v1.19+ bad types: `spec.securityContext.seccompProfile.type` and each bad container's
+//!   `securityContext.seccompProfile.type`.
+//! * v1.19+ missing profiles (restricted): each such container's
+//!   `securityContext.seccompProfile.type`, such as
+//!   `spec.containers[0].securityContext.seccompProfile.type`, where it must be set. Setting
+//!   `spec.securityContext.seccompProfile.type` at pod level instead also satisfies those
+//!   containers.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -82,11 +93,17 @@ fn valid_annotation_value(v: &str) -> bool {
 fn baseline_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     let annotations = meta.annotations.as_ref()?;
     let mut forbidden = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
     let mut inspect = |key: &str| {
         if let Some(value) = annotations.get(key)
             && !valid_annotation_value(value)
         {
             forbidden.push(format!("{key}={}", go_quote(value)));
+            let field = format!("metadata.annotations[{key}]");
+            // Containers sharing a name share the annotation.
+            if !fields.contains(&field) {
+                fields.push(field);
+            }
         }
     };
     inspect(ANNOTATION_POD);
@@ -97,13 +114,16 @@ fn baseline_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
     if forbidden.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "seccompProfile",
-        format!(
-            "forbidden {} {}",
-            pluralize(forbidden.len(), "annotation", "annotations"),
-            forbidden.join(", ")
-        ),
+    Some(
+        Forbidden::new(
+            "seccompProfile",
+            format!(
+                "forbidden {} {}",
+                pluralize(forbidden.len(), "annotation", "annotations"),
+                forbidden.join(", ")
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -132,13 +152,16 @@ fn required(spec: &PodSpec) -> Option<Forbidden> {
     if fields.implicit.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "seccompProfile",
-        format!(
-            r#"pod or {} {} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#,
-            pluralize(fields.implicit.len(), "container", "containers"),
-            joined_quoted(&fields.implicit)
-        ),
+    Some(
+        Forbidden::new(
+            "seccompProfile",
+            format!(
+                r#"pod or {} {} must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#,
+                pluralize(fields.implicit.len(), "container", "containers"),
+                joined_quoted(&fields.implicit)
+            ),
+        )
+        .with_fields(fields.implicit_paths),
     )
 }
 
@@ -152,11 +175,17 @@ struct Fields<'a> {
     bad_values: Vec<&'a str>,
     /// Containers (visit order) with no profile of their own and no good pod-level one.
     implicit: Vec<&'a str>,
+    /// Paths of the bad types, pod and containers.
+    bad_paths: Vec<String>,
+    /// Paths where the `implicit` containers must set a type.
+    implicit_paths: Vec<String>,
 }
 
 impl<'a> Fields<'a> {
     fn of(spec: &'a PodSpec) -> Self {
+        const FIELD: &str = "securityContext.seccompProfile.type";
         let mut bad_values = Vec::new();
+        let mut bad_paths = Vec::new();
         let pod_type = spec
             .security_context
             .as_ref()
@@ -165,10 +194,12 @@ impl<'a> Fields<'a> {
         let pod_bad = pod_type.is_some_and(|t| !valid_type(t));
         if let Some(t) = pod_type.filter(|_| pod_bad) {
             bad_values.push(t);
+            bad_paths.push(format!("spec.{FIELD}"));
         }
         let pod_good = pod_type.is_some_and(valid_type);
         let mut bad_containers = Vec::new();
         let mut implicit = Vec::new();
+        let mut implicit_paths = Vec::new();
         for c in containers(spec) {
             match c
                 .security_context
@@ -177,9 +208,13 @@ impl<'a> Fields<'a> {
                 Some(profile) if !valid_type(&profile.type_) => {
                     bad_containers.push(c.name);
                     bad_values.push(profile.type_.as_str());
+                    bad_paths.push(c.field(FIELD));
                 }
                 Some(_) => {}
-                None if !pod_good => implicit.push(c.name),
+                None if !pod_good => {
+                    implicit.push(c.name);
+                    implicit_paths.push(c.field(FIELD));
+                }
                 None => {}
             }
         }
@@ -188,6 +223,8 @@ impl<'a> Fields<'a> {
             bad_containers,
             bad_values,
             implicit,
+            bad_paths,
+            implicit_paths,
         }
     }
 
@@ -196,13 +233,16 @@ impl<'a> Fields<'a> {
         if !self.pod_bad && self.bad_containers.is_empty() {
             return None;
         }
-        Forbidden::new(
-            "seccompProfile",
-            format!(
-                "{} must not set securityContext.seccompProfile.type to {}",
-                setters_phrase(self.pod_bad, &self.bad_containers),
-                joined_quoted(&sorted_unique(&self.bad_values))
-            ),
+        Some(
+            Forbidden::new(
+                "seccompProfile",
+                format!(
+                    "{} must not set securityContext.seccompProfile.type to {}",
+                    setters_phrase(self.pod_bad, &self.bad_containers),
+                    joined_quoted(&sorted_unique(&self.bad_values))
+                ),
+            )
+            .with_fields(self.bad_paths.clone()),
         )
     }
 }
@@ -275,6 +315,10 @@ mod tests {
             f.detail,
             r#"forbidden annotation seccomp.security.alpha.kubernetes.io/pod="unconfined""#
         );
+        assert_eq!(
+            f.fields,
+            ["metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]"]
+        );
 
         let meta = annotated(&[
             (
@@ -308,6 +352,14 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"forbidden annotations container.seccomp.security.alpha.kubernetes.io/a="unconfined", container.seccomp.security.alpha.kubernetes.io/b="unknown", seccomp.security.alpha.kubernetes.io/pod="unconfined""#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "metadata.annotations[seccomp.security.alpha.kubernetes.io/pod]",
+                "metadata.annotations[container.seccomp.security.alpha.kubernetes.io/a]",
+                "metadata.annotations[container.seccomp.security.alpha.kubernetes.io/b]",
+            ]
         );
     }
 
@@ -360,6 +412,10 @@ mod tests {
         assert_eq!(
             f.detail,
             r#"forbidden annotation container.seccomp.security.alpha.kubernetes.io/a="unconfined""#
+        );
+        assert_eq!(
+            f.fields,
+            ["metadata.annotations[container.seccomp.security.alpha.kubernetes.io/a]"]
         );
     }
 
@@ -419,6 +475,14 @@ mod tests {
             f.detail,
             r#"pod and containers "c", "d" must not set securityContext.seccompProfile.type to "Unconfined""#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.seccompProfile.type",
+                "spec.containers[2].securityContext.seccompProfile.type",
+                "spec.containers[3].securityContext.seccompProfile.type",
+            ]
+        );
     }
 
     #[test]
@@ -464,6 +528,10 @@ mod tests {
                 f.detail,
                 r#"pod or container "a" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#
             );
+            assert_eq!(
+                f.fields,
+                ["spec.containers[0].securityContext.seccompProfile.type"]
+            );
 
             let spec = PodSpec {
                 security_context: pod_level("Unconfined"),
@@ -476,6 +544,7 @@ mod tests {
                 f.detail,
                 r#"pod must not set securityContext.seccompProfile.type to "Unconfined""#
             );
+            assert_eq!(f.fields, ["spec.securityContext.seccompProfile.type"]);
 
             let f = check(&meta, &c_to_f(Some("RuntimeDefault"))).unwrap();
             assert_eq!(f.reason, "seccompProfile");
@@ -499,12 +568,27 @@ mod tests {
                 f.detail,
                 r#"pod or containers "a", "b" must set securityContext.seccompProfile.type to "RuntimeDefault" or "Localhost""#
             );
+            assert_eq!(
+                f.fields,
+                [
+                    "spec.containers[0].securityContext.seccompProfile.type",
+                    "spec.containers[1].securityContext.seccompProfile.type",
+                ]
+            );
 
             // Explicit bad values win over missing ones.
             let f = check(&meta, &c_to_f(None)).unwrap();
             assert_eq!(
                 f.detail,
                 r#"containers "c", "d" must not set securityContext.seccompProfile.type to "Unconfined""#
+            );
+            // Only the explicit bad values' fields, like the detail.
+            assert_eq!(
+                f.fields,
+                [
+                    "spec.containers[2].securityContext.seccompProfile.type",
+                    "spec.containers[3].securityContext.seccompProfile.type",
+                ]
             );
         }
     }

@@ -16,6 +16,7 @@
 //!
 //! Reason `forbidden sysctls`, detail the forbidden names in spec order, unquoted, neither sorted
 //! nor de-duplicated, joined with `, `.
+//! Fields: `spec.securityContext.sysctls[<index>].name` of each forbidden entry.
 
 use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -100,19 +101,24 @@ fn sysctls_v1_37(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 
 /// Denies the pod's sysctls that are in none of the `allowed` lists.
 fn forbidden_sysctls(spec: &PodSpec, allowed: &[&[&str]]) -> Option<Forbidden> {
-    let bad: Vec<&str> = spec
+    let sysctls = spec
         .security_context
         .as_ref()
         .and_then(|sc| sc.sysctls.as_deref())
-        .unwrap_or_default()
-        .iter()
-        .map(|s| s.name.as_str())
-        .filter(|name| !allowed.iter().any(|list| list.contains(name)))
-        .collect();
+        .unwrap_or_default();
+    let mut bad: Vec<&str> = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    for (i, sysctl) in sysctls.iter().enumerate() {
+        let name = sysctl.name.as_str();
+        if !allowed.iter().any(|list| list.contains(&name)) {
+            bad.push(name);
+            fields.push(format!("spec.securityContext.sysctls[{i}].name"));
+        }
+    }
     if bad.is_empty() {
         return None;
     }
-    Forbidden::new("forbidden sysctls", bad.join(", "))
+    Some(Forbidden::new("forbidden sysctls", bad.join(", ")).with_fields(fields))
 }
 
 #[cfg(test)]
@@ -143,14 +149,27 @@ mod tests {
         let f = sysctls_v1_0(&ObjectMeta::default(), &pod(&["a", "b"])).unwrap();
         assert_eq!(f.reason, "forbidden sysctls");
         assert_eq!(f.detail, "a, b");
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.sysctls[0].name",
+                "spec.securityContext.sysctls[1].name",
+            ]
+        );
     }
 
     #[test]
     fn spec_order_with_duplicates() {
         let spec = pod(&["z", "kernel.shm_rmid_forced", "a", "z"]);
+        let f = sysctls_v1_37(&ObjectMeta::default(), &spec).unwrap();
+        assert_eq!(f.detail, "z, a, z");
         assert_eq!(
-            sysctls_v1_37(&ObjectMeta::default(), &spec).unwrap().detail,
-            "z, a, z"
+            f.fields,
+            [
+                "spec.securityContext.sysctls[0].name",
+                "spec.securityContext.sysctls[2].name",
+                "spec.securityContext.sysctls[3].name",
+            ]
         );
         assert_eq!(
             sysctls_v1_0(&ObjectMeta::default(), &PodSpec::default()),

@@ -7,6 +7,9 @@
 //! Reason `hostProcess`, detail
 //! `<setters> must not set securityContext.windowsOptions.hostProcess=true` with setters `pod`
 //! and/or `container(s) "…"` (visit order).
+//!
+//! Fields: `spec.securityContext.windowsOptions.hostProcess` and each offending container's
+//! `securityContext.windowsOptions.hostProcess`.
 
 use k8s_openapi::api::core::v1::{PodSpec, WindowsSecurityContextOptions};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -34,24 +37,33 @@ fn windows_host_process_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbi
             .as_ref()
             .and_then(|sc| sc.windows_options.as_ref()),
     );
-    let bad_containers: Vec<&str> = containers(spec)
-        .filter(|c| {
-            host_process(
-                c.security_context
-                    .and_then(|sc| sc.windows_options.as_ref()),
-            )
-        })
-        .map(|c| c.name)
-        .collect();
+    const FIELD: &str = "securityContext.windowsOptions.hostProcess";
+    let mut fields: Vec<String> = Vec::new();
+    if pod {
+        fields.push(format!("spec.{FIELD}"));
+    }
+    let mut bad_containers: Vec<&str> = Vec::new();
+    for c in containers(spec) {
+        if host_process(
+            c.security_context
+                .and_then(|sc| sc.windows_options.as_ref()),
+        ) {
+            bad_containers.push(c.name);
+            fields.push(c.field(FIELD));
+        }
+    }
     if !pod && bad_containers.is_empty() {
         return None;
     }
-    Forbidden::new(
-        "hostProcess",
-        format!(
-            "{} must not set securityContext.windowsOptions.hostProcess=true",
-            setters_phrase(pod, &bad_containers)
-        ),
+    Some(
+        Forbidden::new(
+            "hostProcess",
+            format!(
+                "{} must not set securityContext.windowsOptions.hostProcess=true",
+                setters_phrase(pod, &bad_containers)
+            ),
+        )
+        .with_fields(fields),
     )
 }
 
@@ -112,6 +124,14 @@ mod tests {
             f.detail,
             r#"pod and containers "e", "f" must not set securityContext.windowsOptions.hostProcess=true"#
         );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.securityContext.windowsOptions.hostProcess",
+                "spec.containers[4].securityContext.windowsOptions.hostProcess",
+                "spec.containers[5].securityContext.windowsOptions.hostProcess",
+            ]
+        );
     }
 
     #[test]
@@ -125,11 +145,18 @@ mod tests {
             containers: containers_a_to_f(),
             ..Default::default()
         };
+        let f = windows_host_process_v1_0(&ObjectMeta::default(), &spec).unwrap();
         assert_eq!(
-            windows_host_process_v1_0(&ObjectMeta::default(), &spec)
-                .unwrap()
-                .detail,
+            f.detail,
             r#"containers "i", "e", "f" must not set securityContext.windowsOptions.hostProcess=true"#
+        );
+        assert_eq!(
+            f.fields,
+            [
+                "spec.initContainers[0].securityContext.windowsOptions.hostProcess",
+                "spec.containers[4].securityContext.windowsOptions.hostProcess",
+                "spec.containers[5].securityContext.windowsOptions.hostProcess",
+            ]
         );
         let spec = PodSpec {
             security_context: Some(PodSecurityContext {
