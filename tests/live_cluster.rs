@@ -1,13 +1,16 @@
 //! The live cluster view against an in-test fake API server: initial sync, watch events,
-//! stripping, and recovery after the API server expires the watch, for Namespaces and Pods.
+//! stripping, and recovery after the API server expires the watch, for Namespaces, Pods and
+//! GMSACredentialSpecs (including a cluster without the GMSA CRD). Authorization is in
+//! `live_authorizer.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_api::{DEADLINE, FakeApiServer, Recorded, namespace, pod};
+use common::fake_api::{DEADLINE, FakeApiServer, Recorded, gmsa_spec, namespace, pod};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ManagedFieldsEntry, ObjectMeta, OwnerReference,
@@ -349,16 +352,22 @@ async fn dropping_the_last_clone_stops_watching() {
         .wait_for_request(1, Recorded::is_watch)
         .await;
     server.pods().wait_for_request(1, Recorded::is_watch).await;
+    server
+        .gmsa_specs()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
     let namespace_watch = server.namespaces().open_watches().remove(0);
     let pod_watch = server.pods().open_watches().remove(0);
+    let gmsa_watch = server.gmsa_specs().open_watches().remove(0);
 
     drop(view);
     assert!(clone.is_synced(), "a remaining clone keeps the cache alive");
     assert!(!namespace_watch.is_closed());
     assert!(!pod_watch.is_closed());
+    assert!(!gmsa_watch.is_closed());
 
     drop(clone);
-    for watch in [namespace_watch, pod_watch] {
+    for watch in [namespace_watch, pod_watch, gmsa_watch] {
         tokio::time::timeout(DEADLINE, watch.closed())
             .await
             .expect("a watch connection stayed open after the view was dropped");
@@ -543,4 +552,232 @@ async fn pod_status_and_bookkeeping_are_stripped() {
         };
         assert_eq!(*cached, expected, "{name}");
     }
+}
+
+/// The credspec of the cached GMSACredentialSpec `name`, checking the name it carries.
+fn credspec_of(view: &LiveCluster, name: &str) -> Option<serde_json::Value> {
+    view.gmsa_credential_spec(name).unwrap().map(|spec| {
+        assert_eq!(spec.name, name);
+        spec.credspec
+            .clone()
+            .expect("the cached spec has no credspec")
+    })
+}
+
+fn credspec(account: &str) -> serde_json::Value {
+    json!({
+        "CmsPlugins": ["ActiveDirectory"],
+        "DomainJoinConfig": {
+            "DnsName": "contoso.com",
+            "MachineAccountName": account,
+            "NetBiosName": "CONTOSO",
+        },
+        "ActiveDirectoryConfig": {
+            "GroupManagedServiceAccounts": [{ "Name": account, "Scope": "contoso.com" }],
+        },
+    })
+}
+
+#[tokio::test]
+async fn gmsa_specs_listed_watched_and_deleted_are_visible_by_name() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    let mut no_credspec = gmsa_spec("empty", "402", json!(null));
+    no_credspec.as_object_mut().unwrap().remove("credspec");
+    server.gmsa_specs().set_list(
+        "400",
+        vec![
+            gmsa_spec("webapp1", "401", credspec("WebApp1")),
+            no_credspec,
+        ],
+    );
+    let view = synced_live_cluster(&server).await;
+    let list = server
+        .gmsa_specs()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    assert_eq!(list.path, "/apis/windows.k8s.io/v1/gmsacredentialspecs");
+
+    assert_eq!(credspec_of(&view, "webapp1"), Some(credspec("WebApp1")));
+    let empty = view.gmsa_credential_spec("empty").unwrap().unwrap();
+    assert_eq!(empty.name, "empty");
+    assert_eq!(empty.credspec, None, "an object without credspec has none");
+    assert_eq!(view.gmsa_credential_spec("absent").unwrap(), None);
+    // Names are exact: no case folding, no prefix match.
+    assert_eq!(view.gmsa_credential_spec("WebApp1").unwrap(), None);
+    assert_eq!(view.gmsa_credential_spec("webapp").unwrap(), None);
+    // Lookups share the cached value rather than copying the JSON.
+    assert!(Arc::ptr_eq(
+        &view.gmsa_credential_spec("webapp1").unwrap().unwrap(),
+        &view.gmsa_credential_spec("webapp1").unwrap().unwrap()
+    ));
+
+    // The watch continues from the list's resourceVersion.
+    let watch = server
+        .gmsa_specs()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    assert_eq!(watch.param("resourceVersion"), Some("400"));
+
+    server
+        .gmsa_specs()
+        .send_event("ADDED", gmsa_spec("webapp2", "403", credspec("WebApp2")))
+        .await;
+    eventually("webapp2 is added", || {
+        credspec_of(&view, "webapp2") == Some(credspec("WebApp2"))
+    })
+    .await;
+
+    server
+        .gmsa_specs()
+        .send_event(
+            "MODIFIED",
+            gmsa_spec("webapp1", "404", credspec("WebApp1b")),
+        )
+        .await;
+    eventually("webapp1's credspec changes", || {
+        credspec_of(&view, "webapp1") == Some(credspec("WebApp1b"))
+    })
+    .await;
+
+    server
+        .gmsa_specs()
+        .send_event("DELETED", gmsa_spec("webapp1", "405", credspec("WebApp1b")))
+        .await;
+    eventually("webapp1 is deleted", || {
+        credspec_of(&view, "webapp1").is_none()
+    })
+    .await;
+    assert_eq!(credspec_of(&view, "webapp2"), Some(credspec("WebApp2")));
+
+    // GMSA events do not disturb the other caches.
+    assert_eq!(view.namespace("absent").unwrap(), None);
+    assert!(view.is_synced());
+}
+
+#[tokio::test]
+async fn gmsa_specs_are_not_synced_until_their_list_completes() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.gmsa_specs().hold_list();
+    server.gmsa_specs().set_list(
+        "400",
+        vec![gmsa_spec("webapp1", "401", credspec("WebApp1"))],
+    );
+    let view = live_cluster(&server).await;
+
+    server
+        .gmsa_specs()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    eventually("the pod cache syncs", || view.pods("default").is_ok()).await;
+    assert_eq!(
+        view.gmsa_credential_spec("webapp1"),
+        Err(ClusterError::NotSynced {
+            resource: "gmsacredentialspecs"
+        })
+    );
+    assert!(!view.is_synced());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), view.wait_synced())
+            .await
+            .is_err(),
+        "wait_synced returned before the GMSA list was answered"
+    );
+
+    server.gmsa_specs().release_list();
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced")
+        .unwrap();
+    assert_eq!(credspec_of(&view, "webapp1"), Some(credspec("WebApp1")));
+}
+
+#[tokio::test]
+async fn a_missing_gmsa_crd_counts_as_synced_with_no_specs_until_it_is_installed() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.gmsa_specs().set_missing(true);
+    let view = synced_live_cluster(&server).await;
+    assert!(view.is_synced());
+    assert_eq!(view.gmsa_credential_spec("webapp1").unwrap(), None);
+    let first = server
+        .gmsa_specs()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    assert_eq!(first.path, "/apis/windows.k8s.io/v1/gmsacredentialspecs");
+
+    // The watcher keeps retrying in the background (with backoff) ...
+    server
+        .gmsa_specs()
+        .wait_for_request(2, |r| !r.is_watch())
+        .await;
+    assert!(view.is_synced(), "a retried 404 keeps the cache synced");
+    assert_eq!(view.gmsa_credential_spec("webapp1").unwrap(), None);
+
+    // ... so specs appear once the CRD is installed.
+    server.gmsa_specs().set_list(
+        "500",
+        vec![gmsa_spec("webapp1", "501", credspec("WebApp1"))],
+    );
+    server.gmsa_specs().set_missing(false);
+    eventually("the spec appears after the CRD is installed", || {
+        credspec_of(&view, "webapp1") == Some(credspec("WebApp1"))
+    })
+    .await;
+    let watch = server
+        .gmsa_specs()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    assert_eq!(watch.param("resourceVersion"), Some("500"));
+
+    // The CRD is removed (its objects with it): the watch ends and cannot restart, and the
+    // cache empties rather than serving specs that no longer exist.
+    server.gmsa_specs().set_missing(true);
+    server.gmsa_specs().close_watches();
+    server
+        .gmsa_specs()
+        .wait_for_request(2, Recorded::is_watch)
+        .await;
+    eventually("the removed CRD's specs are gone", || {
+        view.gmsa_credential_spec("webapp1").unwrap().is_none()
+    })
+    .await;
+    assert!(view.is_synced());
+
+    // Other caches are unaffected throughout.
+    assert_eq!(view.namespace("absent").unwrap(), None);
+}
+
+#[tokio::test]
+async fn a_forbidden_gmsa_list_does_not_count_as_synced() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    // Unlike a missing CRD, missing permissions are a misconfiguration: stay unready.
+    server.gmsa_specs().set_failure(Some(403));
+    let view = live_cluster(&server).await;
+    server
+        .gmsa_specs()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    eventually("the pod cache syncs", || view.pods("default").is_ok()).await;
+    // Let the watcher handle the error (and retry once) before looking.
+    server
+        .gmsa_specs()
+        .wait_for_request(2, |r| !r.is_watch())
+        .await;
+    assert_eq!(
+        view.gmsa_credential_spec("webapp1"),
+        Err(ClusterError::NotSynced {
+            resource: "gmsacredentialspecs"
+        })
+    );
+    assert!(!view.is_synced());
+
+    server.gmsa_specs().set_failure(None);
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced once the list was allowed")
+        .unwrap();
+    assert_eq!(view.gmsa_credential_spec("webapp1").unwrap(), None);
 }

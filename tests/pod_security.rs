@@ -1639,6 +1639,21 @@ impl ClusterView for NoPodList {
             "pods are not readable".to_owned(),
         ))
     }
+
+    fn gmsa_credential_spec(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<kadmit::core::cluster::GmsaCredentialSpec>>, ClusterError> {
+        self.0.gmsa_credential_spec(name)
+    }
+
+    fn authorize(
+        &self,
+        request: &kadmit::core::cluster::AccessRequest,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<kadmit::core::cluster::AccessDecision, ClusterError> {
+        self.0.authorize(request, deadline)
+    }
 }
 
 #[tokio::test]

@@ -443,7 +443,7 @@ impl Policy for HangPolicy {
         "test-hang"
     }
 
-    fn may_block(&self) -> bool {
+    fn may_block(&self, _request: &kadmit::core::AdmissionRequest) -> bool {
         true
     }
 

@@ -1,7 +1,8 @@
-//! The command line: `kadmit serve`, `kadmit check` and `kadmit certs`.
+//! The command line: `kadmit serve`, `kadmit check`, `kadmit replay` and `kadmit certs`.
 
 pub mod certs;
 pub mod check;
+pub mod replay;
 pub mod serve;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Check manifests (Pods and pod-template workloads) against a Pod Security level, offline.
     Check(check::CheckArgs),
+    /// Replay AdmissionReviews (captured by `serve`, pasted, or made from manifests) through
+    /// the policies offline, and with --diff compare with the answers given at the time.
+    Replay(Box<replay::ReplayArgs>),
     /// Create a CA and a serving certificate for the webhook's service DNS names.
     Certs(certs::CertsArgs),
 }
@@ -63,6 +67,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
     match cli.command {
         Command::Serve(args) => serve::run(*args).map(|()| EXIT_OK),
         Command::Check(args) => check::run(args),
+        Command::Replay(args) => replay::run(*args),
         Command::Certs(args) => certs::run(args).map(|()| EXIT_OK),
     }
 }

@@ -13,6 +13,7 @@ use super::parse_duration;
 use crate::certs;
 use crate::cluster::live::{LiveCluster, client_from_kubeconfig};
 use crate::error::CliError;
+use crate::server::capture::{self, CaptureHandle, CaptureOptions, RedactPath};
 use crate::server::state::{AppState, Limits, Readiness};
 use crate::server::tls::{self, CertFiles, CertResolver};
 use crate::server::{BoundServer, Timing, shutdown_signal};
@@ -75,6 +76,63 @@ pub struct ServeArgs {
     /// Then give in-flight requests this long to finish.
     #[arg(long, env = "KADMIT_SHUTDOWN_GRACE_PERIOD", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_grace_period: Duration,
+    /// Capture each answered review and the response given, one JSON object per line, into
+    /// rotating files `kadmit-capture-<UTC time>-<seq>.jsonl` in this directory (created when
+    /// missing), for `kadmit replay`. Off by default. Capturing never delays or fails an
+    /// admission: when the writer is behind or the disk is full, captures are dropped and
+    /// counted in kadmit_capture_dropped_total.
+    #[arg(long, env = "KADMIT_CAPTURE_DIR", help_heading = "Capture")]
+    pub capture_dir: Option<PathBuf>,
+    /// Start a new capture file before one would grow beyond this many bytes.
+    #[arg(
+        long,
+        env = "KADMIT_CAPTURE_MAX_FILE_BYTES",
+        default_value_t = capture::DEFAULT_MAX_FILE_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..),
+        help_heading = "Capture"
+    )]
+    pub capture_max_file_bytes: u64,
+    /// Keep at most this many capture files; the oldest are deleted (so the directory holds at
+    /// most max-files x max-file-bytes).
+    #[arg(
+        long,
+        env = "KADMIT_CAPTURE_MAX_FILES",
+        default_value_t = capture::DEFAULT_MAX_FILES,
+        value_parser = parse_max_files,
+        help_heading = "Capture"
+    )]
+    pub capture_max_files: usize,
+    /// Fraction of reviews captured, from 0.0 to 1.0, chosen by a hash of the request uid (a
+    /// request's mutate and validate calls are captured together).
+    #[arg(
+        long,
+        env = "KADMIT_CAPTURE_SAMPLE_RATE",
+        default_value = "1.0",
+        value_parser = capture::parse_sample_rate,
+        help_heading = "Capture"
+    )]
+    pub capture_sample_rate: f64,
+    /// A field of request.object and request.oldObject to write as "<redacted>", for every kind:
+    /// dotted (metadata.annotations.token) or a JSON Pointer
+    /// (/metadata/annotations/example.com~1token); `*` matches any key or element. Repeatable
+    /// (comma-separated in the environment variable). The data and stringData values of
+    /// Secrets are always redacted.
+    #[arg(
+        long,
+        env = "KADMIT_CAPTURE_REDACT",
+        value_name = "PATH",
+        value_delimiter = ',',
+        value_parser = RedactPath::parse,
+        help_heading = "Capture"
+    )]
+    pub capture_redact: Vec<RedactPath>,
+}
+
+fn parse_max_files(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("`{text}` is not a file count of at least 1")),
+    }
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -89,6 +147,10 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = load_config(args.config.as_deref())?;
     let metrics = Arc::new(Metrics::new());
+    let capture = match &args.capture_dir {
+        Some(dir) => Some(start_capture(&args, dir, &metrics)?),
+        None => None,
+    };
     let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
     let bind = args
@@ -167,6 +229,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             body_read_timeout: args.body_read_timeout,
         },
         readiness,
+        capture: capture.clone(),
     });
     let timing = Timing {
         handshake_timeout: args.tls_handshake_timeout,
@@ -195,10 +258,42 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         None => None,
     };
     let result = server.run(shutdown_signal()).await;
+    if let Some(capture) = capture
+        && !capture.flush(Duration::from_secs(5)).await
+    {
+        tracing::warn!("captures still queued at shutdown were not all written");
+    }
     if let Some(dir) = dev_dir {
         let _ = std::fs::remove_dir_all(dir);
     }
     Ok(result?)
+}
+
+fn start_capture(
+    args: &ServeArgs,
+    dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<CaptureHandle, CliError> {
+    let mut options = CaptureOptions::new(dir);
+    options.max_file_bytes = args.capture_max_file_bytes;
+    options.max_files = args.capture_max_files;
+    options.sample_rate = args.capture_sample_rate;
+    options.redact = args.capture_redact.clone();
+    let handle = CaptureHandle::start(options, Arc::clone(metrics)).map_err(|err| {
+        CliError::Usage(format!(
+            "--capture-dir {}: cannot use it as the capture directory: {err}",
+            dir.display()
+        ))
+    })?;
+    tracing::info!(
+        dir = %dir.display(),
+        max_file_bytes = args.capture_max_file_bytes,
+        max_files = args.capture_max_files,
+        sample_rate = args.capture_sample_rate,
+        redact = ?args.capture_redact.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "capturing reviews"
+    );
+    Ok(handle)
 }
 
 fn load_config(path: Option<&Path>) -> Result<Config, CliError> {

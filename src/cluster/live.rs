@@ -1,28 +1,48 @@
-//! The live cluster view: in-memory caches kept current by watching the API server.
+//! The live cluster view: in-memory caches kept current by watching the API server, and an
+//! authorizer that asks the API server (SubjectAccessReviews) and caches its answers.
 //!
 //! Each resource kind gets one reflector (a `watcher` feeding a reflector `Store`) running in
 //! its own tokio task. Admission lookups only read those stores, so the hot path never waits
 //! on the API server; the price is that answers may lag the cluster by a watch event.
 //!
-//! Two kinds are watched: Namespaces (their labels select Pod Security levels) and Pods (checked
-//! against a namespace's new level when its labels change). Objects are stripped of what no
+//! Three kinds are watched: Namespaces (their labels select Pod Security levels), Pods (checked
+//! against a namespace's new level when its labels change) and `windows.k8s.io`
+//! GMSACredentialSpecs (inlined into pods by the GMSA webhook). Objects are stripped of what no
 //! policy reads before they are stored; for Pods, the largest objects in most clusters, that
-//! is everything but the identifying metadata and the spec.
+//! is everything but the identifying metadata and the spec. GMSACredentialSpecs come from a
+//! CRD that may not be installed: until it is, that cache counts as synced and empty (see
+//! [`LiveCluster::start`]).
+//!
+//! Authorization ([`ClusterView::authorize`]) is the one lookup that may wait for the API
+//! server; see [`AuthorizerSettings`] and [`LiveCluster::authorize`] for how its answers are
+//! cached, shared and bounded in time.
 
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::ClusterResourceScope;
+use k8s_openapi::api::authorization::v1::{
+    LocalSubjectAccessReview, ResourceAttributes, SubjectAccessReviewSpec,
+    SubjectAccessReviewStatus,
+};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kadmit_core::cluster::{AccessDecision, AccessRequest, GmsaCredentialSpec};
 use kadmit_core::{ClusterError, ClusterView};
+use kube::api::PostParams;
 use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Config, Resource};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -33,34 +53,79 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 ///
 /// Cloning is cheap (every field is reference counted) so each request handler can hold one.
 /// The watch tasks stop when the last clone is dropped, so a discarded view does not keep
-/// watching the API server.
+/// watching the API server. Clones share one authorization cache.
 #[derive(Debug, Clone)]
 pub struct LiveCluster {
     namespaces: Reflector<Namespace>,
     pods: Reflector<Pod>,
+    gmsa_specs: Reflector<GmsaCredentialSpecObject>,
+    authorizer: Arc<Authorizer>,
 }
 
 impl LiveCluster {
-    /// Starts watching the cluster through `client` and returns the (not yet synced) view.
+    /// Starts watching the cluster through `client` and returns the (not yet synced) view, with
+    /// the default [`AuthorizerSettings`].
     ///
     /// Returns at once: the initial lists happen in background tasks, and lookups answer
     /// [`ClusterError::NotSynced`] until they complete (see [`LiveCluster::wait_synced`]).
-    /// Must be called from within a tokio runtime, because it spawns the watch tasks.
+    ///
+    /// GMSACredentialSpecs are a CRD that many clusters lack. When their list answers 404 Not
+    /// Found, the cache counts as synced and empty (a warning is logged once, so the server
+    /// still becomes ready) and the watch keeps retrying with backoff (up to 30 s apart), so
+    /// specs appear once the CRD is installed. Should the CRD be removed later, the cache is
+    /// emptied the same way.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime: it spawns the watch tasks on the current runtime,
+    /// and authorization requests later run on that same runtime.
     #[must_use]
     pub fn start(client: Client) -> Self {
+        Self::start_with(client, AuthorizerSettings::default())
+    }
+
+    /// [`LiveCluster::start`] with explicit authorization cache settings.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime, as [`LiveCluster::start`].
+    #[must_use]
+    pub fn start_with(client: Client, authorizer: AuthorizerSettings) -> Self {
         Self {
-            namespaces: Reflector::start(Api::all(client.clone()), "namespaces", strip_for_cache),
-            pods: Reflector::start(Api::all(client), "pods", strip_pod_for_cache),
+            namespaces: Reflector::start(
+                Api::all(client.clone()),
+                "namespaces",
+                strip_for_cache,
+                NotFound::Retry,
+            ),
+            pods: Reflector::start(
+                Api::all(client.clone()),
+                "pods",
+                strip_pod_for_cache,
+                NotFound::Retry,
+            ),
+            gmsa_specs: Reflector::start(
+                Api::all(client.clone()),
+                "gmsacredentialspecs",
+                strip_gmsa_for_cache,
+                NotFound::Empty {
+                    warning: "GMSA credential specs are unavailable because the \
+                              gmsacredentialspecs.windows.k8s.io CRD is not installed; \
+                              treating the cluster as having none and retrying in the background",
+                },
+            ),
+            authorizer: Arc::new(Authorizer::new(client, Handle::current(), authorizer)),
         }
     }
 
-    /// Whether every cache has completed its initial list, so lookups can be answered.
+    /// Whether every cache has completed its initial list (or, for GMSACredentialSpecs, found
+    /// the CRD missing), so lookups can be answered.
     ///
     /// Stays true after a later re-list (for example after the watch expired): the cache keeps
     /// serving its previous contents until the new list replaces them in one step.
     #[must_use]
     pub fn is_synced(&self) -> bool {
-        self.namespaces.is_synced() && self.pods.is_synced()
+        self.namespaces.is_synced() && self.pods.is_synced() && self.gmsa_specs.is_synced()
     }
 
     /// Waits until every cache has completed its initial list.
@@ -71,8 +136,18 @@ impl LiveCluster {
     ///
     /// [`ClusterError::Unavailable`] if a watch task stopped before its initial list completed.
     pub async fn wait_synced(&self) -> Result<(), ClusterError> {
-        futures::try_join!(self.namespaces.wait_synced(), self.pods.wait_synced())?;
+        futures::try_join!(
+            self.namespaces.wait_synced(),
+            self.pods.wait_synced(),
+            self.gmsa_specs.wait_synced()
+        )?;
         Ok(())
+    }
+
+    /// The settings the authorization cache was started with.
+    #[must_use]
+    pub fn authorizer_settings(&self) -> &AuthorizerSettings {
+        &self.authorizer.settings
     }
 }
 
@@ -82,7 +157,7 @@ impl ClusterView for LiveCluster {
     }
 
     /// The cached pods whose `metadata.namespace` is `namespace`, stripped as described in
-    /// [`strip_pod_for_cache`] (no `status`, no managed fields).
+    /// `strip_pod_for_cache` (no `status`, no managed fields).
     ///
     /// Cost: the reflector store is a flat map keyed by namespace and name, so this scans every
     /// cached pod in the cluster (under the store's read lock) and clones the `Arc`s of the
@@ -93,6 +168,516 @@ impl ClusterView for LiveCluster {
         self.pods
             .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
     }
+
+    /// The cached GMSACredentialSpec called `name` (exact, case-sensitive), as watched; `None`
+    /// when there is none, including when the CRD is not installed.
+    fn gmsa_credential_spec(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<GmsaCredentialSpec>>, ClusterError> {
+        Ok(self
+            .gmsa_specs
+            .get(&ObjectRef::new(name))?
+            .map(|object| object.to_spec()))
+    }
+
+    /// Asks the API server with a `LocalSubjectAccessReview` in `request.namespace` (as the
+    /// upstream GMSA webhook does), answering from the cache when it can.
+    ///
+    /// - Answers are cached per identical question: "allowed" for
+    ///   [`AuthorizerSettings::allowed_ttl`], "denied" for [`AuthorizerSettings::denied_ttl`].
+    ///   Errors are not cached.
+    /// - Concurrent identical questions share one request (single flight): the first caller
+    ///   starts it, the others wait for its answer.
+    /// - The request runs as a task on the runtime [`LiveCluster::start`] was called on, and
+    ///   ends itself after [`AuthorizerSettings::request_timeout`]. This thread only waits for
+    ///   it, never past `deadline` (returning a "timed out" error then). Without a deadline it
+    ///   waits for the request to end, at most the request timeout plus a second. A caller
+    ///   that gives up leaves the request running, so its answer still fills the cache.
+    /// - `allowed` is `status.allowed && !status.denied`; `reason` is `status.reason`.
+    ///
+    /// Call it from a thread that may block: a `spawn_blocking` thread (as the server does),
+    /// or any thread outside the runtime. Called from a worker of a multi-thread runtime, it
+    /// waits inside [`tokio::task::block_in_place`], so that worker's other tasks move to
+    /// another thread. Called from a current-thread runtime's own thread, it cannot tell that
+    /// thread from one of its blocking threads, so it simply waits: it never panics, but if the
+    /// view was started on that same runtime the request cannot make progress meanwhile, and
+    /// the call fails at its deadline (at most a second past the request timeout) with a
+    /// "timed out" error.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::Unavailable`], with a message starting `error when checking authz
+    /// access:`, when the API server's answer is an error, does not come in time (the message
+    /// then says "timed out"), or `request.namespace` is empty.
+    fn authorize(
+        &self,
+        request: &AccessRequest,
+        deadline: Option<Instant>,
+    ) -> Result<AccessDecision, ClusterError> {
+        self.authorizer.authorize(request, deadline)
+    }
+}
+
+/// How [`LiveCluster`] caches and bounds the SubjectAccessReviews behind
+/// [`ClusterView::authorize`].
+///
+/// The short TTLs trade API server load for freshness: a burst of pods from one controller
+/// asks once, while a RoleBinding change takes effect within one TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizerSettings {
+    /// How long an "allowed" answer is reused: 30 s by default, so a revoked permission stops
+    /// being honoured within 30 s. Zero disables caching allowed answers.
+    pub allowed_ttl: Duration,
+    /// How long a "denied" answer is reused: 5 s by default, short so that a permission just
+    /// granted (typically right after a pod was rejected) is seen quickly. Zero disables
+    /// caching denied answers.
+    pub denied_ttl: Duration,
+    /// The most answers kept: 10 000 by default (a few MB at most). When full, expired answers
+    /// are dropped first, then those closest to expiring. Zero disables caching.
+    pub max_entries: usize,
+    /// The longest one SubjectAccessReview may take, whatever its callers' deadlines: 10 s by
+    /// default. It bounds calls without a deadline, and ends a hung request so that the next
+    /// identical question asks again instead of waiting on it.
+    pub request_timeout: Duration,
+}
+
+impl Default for AuthorizerSettings {
+    fn default() -> Self {
+        Self {
+            allowed_ttl: Duration::from_secs(30),
+            denied_ttl: Duration::from_secs(5),
+            max_entries: 10_000,
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The SubjectAccessReview authorizer: a cache of answers and the requests in flight.
+struct Authorizer {
+    client: Client,
+    /// The runtime requests run on, captured at [`LiveCluster::start`]: callers are plain
+    /// (blocking) threads, which cannot drive the request themselves.
+    runtime: Handle,
+    settings: AuthorizerSettings,
+    state: Arc<Mutex<AuthzState>>,
+}
+
+impl Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("Authorizer")
+            .field("settings", &self.settings)
+            .field("cached", &state.answers.len())
+            .field("in_flight", &state.in_flight.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    fn new(client: Client, runtime: Handle, settings: AuthorizerSettings) -> Self {
+        Self {
+            client,
+            runtime,
+            settings,
+            state: Arc::new(Mutex::new(AuthzState::default())),
+        }
+    }
+
+    fn authorize(
+        &self,
+        request: &AccessRequest,
+        deadline: Option<Instant>,
+    ) -> Result<AccessDecision, ClusterError> {
+        if request.namespace.is_empty() {
+            return Err(authz_error(
+                "a LocalSubjectAccessReview needs a namespace, and the request has none",
+            ));
+        }
+        let now = Instant::now();
+        let (flight, started) = {
+            let mut state = lock(&self.state);
+            if let Some(decision) = state.cached(request, now) {
+                return Ok(decision);
+            }
+            match state.in_flight.get(request) {
+                Some(flight) => (Arc::clone(flight), false),
+                None => {
+                    let flight = Arc::new(Flight::new(now, self.settings.request_timeout));
+                    state.in_flight.insert(request.clone(), Arc::clone(&flight));
+                    (flight, true)
+                }
+            }
+        };
+        // Outside the lock: if the runtime is gone, spawning drops the task at once, and the
+        // guard it owns takes the lock to finish the flight.
+        if started {
+            self.start_request(request.clone(), Arc::clone(&flight));
+        }
+        let until = match (deadline, flight.give_up) {
+            (Some(deadline), Some(give_up)) => Some(deadline.min(give_up)),
+            (deadline, give_up) => deadline.or(give_up),
+        };
+        let outcome = wait_blocking(|| flight.wait(until));
+        outcome.unwrap_or_else(|| {
+            Err(authz_error(
+                "timed out waiting for the API server to answer the SubjectAccessReview",
+            ))
+        })
+    }
+
+    /// Spawns the SubjectAccessReview for `request` on the captured runtime; whatever happens
+    /// to the task, its [`FlightGuard`] completes `flight`.
+    fn start_request(&self, request: AccessRequest, flight: Arc<Flight>) {
+        let review = local_subject_access_review(&request);
+        let api: Api<LocalSubjectAccessReview> =
+            Api::namespaced(self.client.clone(), &request.namespace);
+        let timeout = self.settings.request_timeout;
+        let guard = FlightGuard {
+            state: Arc::clone(&self.state),
+            settings: self.settings.clone(),
+            request,
+            flight,
+            result: None,
+        };
+        self.runtime.spawn(async move {
+            let answer =
+                tokio::time::timeout(timeout, api.create(&PostParams::default(), &review)).await;
+            guard.finish(match answer {
+                Ok(Ok(review)) => Ok(decision_from(review.status)),
+                Ok(Err(error)) => Err(authz_error(error)),
+                Err(_) => Err(authz_error(format_args!(
+                    "the SubjectAccessReview timed out after {}",
+                    humantime::format_duration(timeout)
+                ))),
+            });
+        });
+    }
+}
+
+/// `error when checking authz access: <what>`, as the upstream GMSA webhook words it.
+fn authz_error(what: impl std::fmt::Display) -> ClusterError {
+    ClusterError::Unavailable(format!("error when checking authz access: {what}"))
+}
+
+/// The review upstream posts: the question as resource attributes in the request namespace.
+///
+/// `AccessRequest` has no API version, so none is sent (RBAC ignores it anyway); an empty
+/// name asks about every object of the resource, and empty groups are left out.
+fn local_subject_access_review(request: &AccessRequest) -> LocalSubjectAccessReview {
+    let non_empty = |value: &str| (!value.is_empty()).then(|| value.to_owned());
+    LocalSubjectAccessReview {
+        metadata: ObjectMeta {
+            namespace: Some(request.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: SubjectAccessReviewSpec {
+            user: Some(request.user.clone()),
+            groups: (!request.groups.is_empty()).then(|| request.groups.clone()),
+            resource_attributes: Some(ResourceAttributes {
+                namespace: Some(request.namespace.clone()),
+                verb: non_empty(&request.verb),
+                group: Some(request.group.clone()),
+                version: non_empty(&request.version),
+                resource: non_empty(&request.resource),
+                name: non_empty(&request.name),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        status: None,
+    }
+}
+
+/// Allowed iff the authorizer allowed and did not explicitly deny; a missing status is a
+/// denial without a reason.
+fn decision_from(status: Option<SubjectAccessReviewStatus>) -> AccessDecision {
+    let status = status.unwrap_or_default();
+    if let Some(error) = status.evaluation_error.as_deref().filter(|e| !e.is_empty()) {
+        tracing::debug!(error, "the authorizer reported an evaluation error");
+    }
+    AccessDecision {
+        allowed: status.allowed && !status.denied.unwrap_or(false),
+        reason: status.reason.unwrap_or_default(),
+    }
+}
+
+/// Waits in `wait`, telling a multi-thread runtime first when this is one of its workers.
+///
+/// `block_in_place` hands the worker's other tasks to another thread (and is a no-op on a
+/// blocking-pool thread or outside a runtime). It panics on a current-thread runtime, which is
+/// why it is only used on a multi-thread one; there the wait simply blocks.
+fn wait_blocking<R>(wait: impl FnOnce() -> R) -> R {
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(wait)
+        }
+        _ => wait(),
+    }
+}
+
+/// Locks `mutex`, ignoring poisoning: every critical section here leaves the state consistent
+/// between statements, so a panic elsewhere does not make it unusable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The cached answers, and the questions being asked.
+#[derive(Default)]
+struct AuthzState {
+    answers: HashMap<AccessRequest, CachedAnswer>,
+    /// The same answers by expiry (then insertion order): the front is what to evict first.
+    by_expiry: BTreeMap<(Instant, u64), AccessRequest>,
+    /// Tie-breaker for equal expiry instants.
+    next_seq: u64,
+    /// Questions asked and not answered yet, with the flight their callers wait on.
+    in_flight: HashMap<AccessRequest, Arc<Flight>>,
+}
+
+struct CachedAnswer {
+    decision: AccessDecision,
+    /// The answer's key in `by_expiry`.
+    expiry: (Instant, u64),
+}
+
+impl AuthzState {
+    /// The cached answer to `request`, unless absent or expired (an expired one is dropped).
+    fn cached(&mut self, request: &AccessRequest, now: Instant) -> Option<AccessDecision> {
+        let answer = self.answers.get(request)?;
+        if answer.expiry.0 > now {
+            return Some(answer.decision.clone());
+        }
+        self.forget(request);
+        None
+    }
+
+    fn forget(&mut self, request: &AccessRequest) {
+        if let Some(answer) = self.answers.remove(request) {
+            self.by_expiry.remove(&answer.expiry);
+        }
+    }
+
+    /// Caches `decision` for its TTL, first dropping expired answers and, at capacity, those
+    /// closest to expiring.
+    fn remember(
+        &mut self,
+        request: AccessRequest,
+        decision: AccessDecision,
+        settings: &AuthorizerSettings,
+        now: Instant,
+    ) {
+        self.forget(&request);
+        let ttl = if decision.allowed {
+            settings.allowed_ttl
+        } else {
+            settings.denied_ttl
+        };
+        let Some(expires) = now.checked_add(ttl) else {
+            return;
+        };
+        if ttl.is_zero() || settings.max_entries == 0 {
+            return;
+        }
+        while let Some(oldest) = self.by_expiry.first_entry() {
+            if oldest.key().0 > now && self.answers.len() < settings.max_entries {
+                break;
+            }
+            let evicted = oldest.remove();
+            self.answers.remove(&evicted);
+        }
+        let expiry = (expires, self.next_seq);
+        self.next_seq = self.next_seq.wrapping_add(1);
+        self.by_expiry.insert(expiry, request.clone());
+        self.answers
+            .insert(request, CachedAnswer { decision, expiry });
+    }
+}
+
+/// How much longer than the request timeout callers wait for a flight to end by itself.
+///
+/// A flight's task ends itself at the request timeout, and callers normally get its own
+/// answer or error then. This margin only matters when the task cannot run (its runtime is
+/// stalled, or it is the current-thread runtime the caller is blocking): then callers without
+/// an earlier deadline give up on their own.
+const FLIGHT_GRACE: Duration = Duration::from_secs(1);
+
+/// One SubjectAccessReview in flight: its result, once known, and a condition variable for
+/// the callers blocked on it.
+struct Flight {
+    result: Mutex<Option<Result<AccessDecision, ClusterError>>>,
+    done: Condvar,
+    /// When callers stop waiting whatever their deadline: the request's own timeout plus
+    /// [`FLIGHT_GRACE`] (`None` if that is too far to represent).
+    give_up: Option<Instant>,
+}
+
+impl Flight {
+    fn new(started: Instant, request_timeout: Duration) -> Self {
+        Self {
+            result: Mutex::new(None),
+            done: Condvar::new(),
+            give_up: started
+                .checked_add(request_timeout)
+                .and_then(|end| end.checked_add(FLIGHT_GRACE)),
+        }
+    }
+
+    fn complete(&self, result: Result<AccessDecision, ClusterError>) {
+        *lock(&self.result) = Some(result);
+        self.done.notify_all();
+    }
+
+    /// Blocks until the result is known or `until` passes (`None`: no limit).
+    fn wait(&self, until: Option<Instant>) -> Option<Result<AccessDecision, ClusterError>> {
+        let mut result = lock(&self.result);
+        loop {
+            if let Some(result) = result.as_ref() {
+                return Some(result.clone());
+            }
+            result = match until {
+                None => self
+                    .done
+                    .wait(result)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(until) => {
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done
+                        .wait_timeout(result, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// Owned by a request's task: when the task ends, however it ends (answer, error, timeout,
+/// or dropped unpolled because the runtime shut down), this caches a decision, clears the
+/// in-flight entry and wakes the waiting callers, all before anyone can miss both the entry
+/// and the cached answer.
+struct FlightGuard {
+    state: Arc<Mutex<AuthzState>>,
+    settings: AuthorizerSettings,
+    request: AccessRequest,
+    flight: Arc<Flight>,
+    result: Option<Result<AccessDecision, ClusterError>>,
+}
+
+impl FlightGuard {
+    /// Ends the flight with `result`.
+    fn finish(mut self, result: Result<AccessDecision, ClusterError>) {
+        self.result = Some(result);
+    }
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(|| {
+            Err(authz_error(
+                "the SubjectAccessReview was cancelled (is the server shutting down?)",
+            ))
+        });
+        {
+            let mut state = lock(&self.state);
+            if state
+                .in_flight
+                .get(&self.request)
+                .is_some_and(|flight| Arc::ptr_eq(flight, &self.flight))
+            {
+                state.in_flight.remove(&self.request);
+            }
+            if let Ok(decision) = &result {
+                state.remember(
+                    self.request.clone(),
+                    decision.clone(),
+                    &self.settings,
+                    Instant::now(),
+                );
+            }
+        }
+        self.flight.complete(result);
+    }
+}
+
+/// A `windows.k8s.io/v1` GMSACredentialSpec as the API server serves it.
+///
+/// Its data is a top-level `credspec` field rather than `spec`, so kube's `CustomResource`
+/// derive does not fit and [`Resource`] is implemented by hand. Stripping
+/// ([`strip_gmsa_for_cache`]) moves the data into `cached`, the value lookups hand out.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+struct GmsaCredentialSpecObject {
+    metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    credspec: Option<serde_json::Value>,
+    /// What [`ClusterView::gmsa_credential_spec`] returns, built once when the object is
+    /// cached.
+    #[serde(skip)]
+    cached: Option<Arc<GmsaCredentialSpec>>,
+}
+
+impl GmsaCredentialSpecObject {
+    fn to_spec(&self) -> Arc<GmsaCredentialSpec> {
+        match &self.cached {
+            Some(spec) => Arc::clone(spec),
+            None => Arc::new(GmsaCredentialSpec {
+                name: self.metadata.name.clone().unwrap_or_default(),
+                credspec: self.credspec.clone(),
+            }),
+        }
+    }
+}
+
+impl Resource for GmsaCredentialSpecObject {
+    type DynamicType = ();
+    type Scope = ClusterResourceScope;
+
+    fn kind((): &()) -> Cow<'_, str> {
+        Cow::Borrowed("GMSACredentialSpec")
+    }
+
+    fn group((): &()) -> Cow<'_, str> {
+        Cow::Borrowed("windows.k8s.io")
+    }
+
+    fn version((): &()) -> Cow<'_, str> {
+        Cow::Borrowed("v1")
+    }
+
+    fn plural((): &()) -> Cow<'_, str> {
+        Cow::Borrowed("gmsacredentialspecs")
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// What a reflector does when the API server says its resource does not exist (404 Not
+/// Found on list or watch), as for a CRD that is not installed.
+#[derive(Debug, Clone, Copy)]
+enum NotFound {
+    /// An error like any other: retry with backoff, stay unsynced until a list succeeds.
+    Retry,
+    /// The cluster has none of these objects: empty the cache and count it as synced, log
+    /// `warning` (once per disappearance), and keep retrying in the background.
+    Empty { warning: &'static str },
+}
+
+/// Whether `error` says the watched resource is not served at all.
+fn is_not_found(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+            | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+            if status.is_not_found()
+    )
 }
 
 /// One resource kind's cache: a reflector store plus whether its initial list has completed.
@@ -133,37 +718,61 @@ where
     /// Spawns the watch task for every `K` that `api` can see and returns the cache handle.
     ///
     /// `strip` runs on every object before it is stored, to drop what no policy reads.
-    fn start(api: Api<K>, resource: &'static str, strip: fn(&mut K)) -> Self {
-        let (store, writer) = reflector::store();
+    /// `not_found` says what a 404 from the API server means.
+    fn start(api: Api<K>, resource: &'static str, strip: fn(&mut K), not_found: NotFound) -> Self {
+        let (store, mut writer) = reflector::store();
         let (synced_tx, synced) = watch::channel(false);
+        let mark_synced =
+            move || synced_tx.send_if_modified(|synced| !std::mem::replace(synced, true));
         // Backoff between retries: without it, a failing watcher re-lists in a tight loop and
         // hammers the API server. Stripping before the store keeps the caches small.
-        let stream = reflector(
-            writer,
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(strip),
-        );
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(strip);
         let task = tokio::spawn(async move {
             let mut stream = pin!(stream);
+            // Whether the last thing heard was "not found" (so the cache is the empty stand-in).
+            let mut missing = false;
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(watcher::Event::InitDone) => {
-                        // The reflector has already swapped the complete list into the store.
-                        if synced_tx.send_if_modified(|synced| !std::mem::replace(synced, true)) {
-                            tracing::info!(resource, "cache synced with the API server");
-                        } else {
-                            tracing::debug!(resource, "cache re-listed");
+                    Ok(event) => {
+                        // Written here rather than through `reflector()` so that a missing
+                        // resource can be written as an empty list too.
+                        writer.apply_watcher_event(&event);
+                        if matches!(event, watcher::Event::InitDone) {
+                            // The complete list has just been swapped into the store.
+                            if mark_synced() {
+                                tracing::info!(resource, "cache synced with the API server");
+                            } else if std::mem::take(&mut missing) {
+                                tracing::info!(
+                                    resource,
+                                    "the resource is served now; cache synced"
+                                );
+                            } else {
+                                tracing::debug!(resource, "cache re-listed");
+                            }
                         }
                     }
-                    Ok(_) => {}
-                    // The watcher re-lists or re-watches by itself on the next poll, after the
-                    // backoff delay; the store keeps serving its last contents meanwhile.
-                    Err(error) => tracing::warn!(
-                        resource,
-                        error = &error as &dyn std::error::Error,
-                        "watching the API server failed; retrying"
-                    ),
+                    Err(error) => match not_found {
+                        NotFound::Empty { warning } if is_not_found(&error) => {
+                            // As if an empty list had completed: swap an empty map in.
+                            writer.apply_watcher_event(&watcher::Event::Init);
+                            writer.apply_watcher_event(&watcher::Event::InitDone);
+                            mark_synced();
+                            if std::mem::replace(&mut missing, true) {
+                                tracing::debug!(resource, "resource still not served; retrying");
+                            } else {
+                                tracing::warn!(resource, "{warning}");
+                            }
+                        }
+                        // The watcher re-lists or re-watches by itself on the next poll, after
+                        // the backoff delay; the store keeps serving its last contents meanwhile.
+                        _ => tracing::warn!(
+                            resource,
+                            error = &error as &dyn std::error::Error,
+                            "watching the API server failed; retrying"
+                        ),
+                    },
                 }
             }
             // A watcher stream never ends on its own; if it does, the cache is frozen.
@@ -249,6 +858,21 @@ fn strip_pod_for_cache(pod: &mut Pod) {
         labels: meta.labels,
         annotations: meta.annotations,
         owner_references: meta.owner_references,
+        ..ObjectMeta::default()
+    };
+}
+
+/// Keeps only what a GMSACredentialSpec lookup returns: the name (also the store's key) and
+/// the `credspec`, moved into the shared [`GmsaCredentialSpec`] so lookups clone an `Arc`
+/// rather than the JSON. All other metadata goes, as for Pods (see [`strip_pod_for_cache`]).
+fn strip_gmsa_for_cache(object: &mut GmsaCredentialSpecObject) {
+    let name = object.metadata.name.take();
+    object.cached = Some(Arc::new(GmsaCredentialSpec {
+        name: name.clone().unwrap_or_default(),
+        credspec: object.credspec.take(),
+    }));
+    object.metadata = ObjectMeta {
+        name,
         ..ObjectMeta::default()
     };
 }

@@ -75,9 +75,16 @@ async fn answer(
             format!("not an admission review: {err}"),
         )
     })?;
+    // Capture (when on and this uid is sampled) keeps the body: a reference count, not a copy.
+    let capture = state
+        .capture
+        .as_ref()
+        .filter(|capture| capture.sampled(&review.request.uid))
+        .map(|capture| (capture, body.clone()));
     drop(body);
 
     let request = &review.request;
+    let dry_run = request.dry_run.unwrap_or(false);
     let span = tracing::info_span!(
         "review",
         uid = %request.uid,
@@ -126,11 +133,11 @@ async fn answer(
             "denied"
         );
     }
-    Ok((
-        [(header::CONTENT_TYPE, "application/json")],
-        response.to_review_json(version),
-    )
-        .into_response())
+    let answer = Bytes::from(response.to_review_json(version));
+    if let Some((capture, body)) = capture {
+        capture.submit(endpoint, dry_run, body, answer.clone());
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
 /// Runs the pipeline, answering per `failure.onError` if it has not finished by `deadline`.
@@ -144,10 +151,16 @@ async fn evaluate(
     deadline: Instant,
     timeout: Duration,
 ) -> Decision {
-    if state.pipeline.is_empty() {
-        return state
-            .pipeline
-            .evaluate(endpoint, &review, state.cluster.as_ref());
+    if !state.pipeline.may_block(&review) {
+        // Pure, in-memory policies finish in microseconds: no thread handoff. Their open-ended
+        // work (a namespace's existing pods) is bounded by the deadline they are given.
+        return state.pipeline.evaluate_tracked(
+            endpoint,
+            &review,
+            state.cluster.as_ref(),
+            Some(deadline),
+            &Progress::default(),
+        );
     }
     let uid = review.request.uid.clone();
     let progress = Arc::new(Progress::default());

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kadmit_core::{ClusterView, Pipeline};
 
+use super::capture::CaptureHandle;
 use crate::telemetry::metrics::Metrics;
 
 /// Shared, immutable-after-start state of the server.
@@ -20,6 +21,8 @@ pub struct AppState {
     pub limits: Limits,
     /// Readiness inputs.
     pub readiness: Readiness,
+    /// Where answered reviews are captured (`--capture-dir`); `None` when capture is off.
+    pub capture: Option<CaptureHandle>,
 }
 
 /// Bounds on what one request may cost.

@@ -62,6 +62,11 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
 /// Upstream Pod Security Admission's labels, kept verbatim so existing dashboards work.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PsaEvaluationLabels {
@@ -102,6 +107,8 @@ pub struct Metrics {
     psa_evaluations: Family<PsaEvaluationLabels, Counter>,
     psa_exemptions: Family<PsaRequestLabels, Counter>,
     psa_errors: Family<PsaErrorLabels, Counter>,
+    capture_records: Counter,
+    capture_dropped: Family<ReasonLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,6 +190,18 @@ impl Metrics {
             "Serving certificate changes seen on disk, by result (success: now served; failure: kept the previous one)",
             cert_reloads.clone(),
         );
+        let capture_records = Counter::default();
+        registry.register(
+            "capture_records",
+            "Reviews written to capture files (--capture-dir)",
+            capture_records.clone(),
+        );
+        let capture_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "capture_dropped",
+            "Sampled reviews not captured, by reason (queue_full: the writer was behind; write_error: the file could not be written; too_large: the record exceeds --capture-max-file-bytes); admission is never affected",
+            capture_dropped.clone(),
+        );
         Metrics {
             registry: Mutex::new(root),
             requests,
@@ -195,6 +214,8 @@ impl Metrics {
             psa_evaluations,
             psa_exemptions,
             psa_errors,
+            capture_records,
+            capture_dropped,
         }
     }
 
@@ -302,6 +323,25 @@ impl Metrics {
     pub fn cert_reload(&self, result: &'static str) {
         self.cert_reloads
             .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// Shows the capture drop reasons at zero once capture is on.
+    pub fn capture_init(&self) {
+        for reason in ["queue_full", "write_error", "too_large"] {
+            let _ = self.capture_dropped.get_or_create(&ReasonLabels { reason });
+        }
+    }
+
+    /// Counts a review written to a capture file.
+    pub fn capture_recorded(&self) {
+        self.capture_records.inc();
+    }
+
+    /// Counts a sampled review that was not captured.
+    pub fn capture_dropped(&self, reason: &'static str) {
+        self.capture_dropped
+            .get_or_create(&ReasonLabels { reason })
             .inc();
     }
 

@@ -1,7 +1,10 @@
 //! A test stand-in for kube-apiserver. It is not an API server: it answers only the calls kube's
-//! watchers make for the two collections kadmit watches (the Namespace and Pod lists and
-//! watches), over plain HTTP on a loopback port, and lets a test hold list responses, push
-//! watch events, end watches and see every request, separately for each collection.
+//! watchers make for the three collections kadmit watches (the Namespace, Pod and
+//! GMSACredentialSpec lists and watches) and the LocalSubjectAccessReviews kadmit posts, over
+//! plain HTTP on a loopback port. A test can hold list responses, push watch events, end
+//! watches, pretend a collection does not exist (as for a CRD not installed) and see every
+//! request, separately for each collection; and it programs the authorization answers (allowed,
+//! denied, an error, a delay or no answer at all) and counts the reviews received.
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -10,10 +13,10 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{Path as UrlPath, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
@@ -66,14 +69,20 @@ impl WatchConnection {
 }
 
 /// One collection the fake serves (such as all Namespaces), as a test drives it: what its list
-/// returns, whether list responses are held, its open watches and the requests it received.
+/// returns, whether list responses are held, whether it exists at all, its open watches and the
+/// requests it received.
 ///
-/// Get one from [`FakeApiServer::namespaces`] or [`FakeApiServer::pods`]. Everything here
-/// concerns this collection only: holding the pod list does not hold the namespace list, and
-/// an event sent to the pod watches never reaches a namespace watch.
+/// Get one from [`FakeApiServer::namespaces`], [`FakeApiServer::pods`] or
+/// [`FakeApiServer::gmsa_specs`]. Everything here concerns this collection only: holding the
+/// pod list does not hold the namespace list, and an event sent to the pod watches never
+/// reaches a namespace watch.
 pub struct FakeCollection<K> {
     /// The collection path, such as `/api/v1/namespaces`.
     path: &'static str,
+    /// The list's `apiVersion` and `kind`, such as `v1` and `NamespaceList`.
+    list_type: (&'static str, &'static str),
+    /// Answer every request with this HTTP error, such as 404 for a CRD not installed.
+    failure: watch::Sender<Option<u16>>,
     /// The items and collection resourceVersion a list request returns.
     list: Mutex<(String, Vec<K>)>,
     /// List responses wait until this is true.
@@ -86,11 +95,19 @@ pub struct FakeCollection<K> {
 
 impl<K> FakeCollection<K>
 where
-    K: k8s_openapi::Resource + Serialize + Clone + Send + Sync + 'static,
+    K: Serialize + Clone + Send + Sync + 'static,
 {
-    fn new(path: &'static str, resource_version: &str, items: Vec<K>, hold_list: bool) -> Self {
+    fn new(
+        path: &'static str,
+        list_type: (&'static str, &'static str),
+        resource_version: &str,
+        items: Vec<K>,
+        hold_list: bool,
+    ) -> Self {
         Self {
             path,
+            list_type,
+            failure: watch::channel(None).0,
             list: Mutex::new((resource_version.to_owned(), items)),
             list_released: watch::channel(!hold_list).0,
             requests: watch::channel(Vec::new()).0,
@@ -106,6 +123,26 @@ where
     /// Makes future list requests wait for [`FakeCollection::release_list`].
     pub fn hold_list(&self) {
         self.list_released.send_replace(false);
+    }
+
+    /// With `true`, later list and watch requests (and held lists, once released) answer 404
+    /// Not Found with the `Status` the API server sends for a resource it does not serve, as
+    /// when a CRD is not installed; with `false`, they are answered normally again. Open
+    /// watches are not affected (see [`FakeCollection::close_watches`]).
+    pub fn set_missing(&self, missing: bool) {
+        self.set_failure(missing.then_some(404));
+    }
+
+    /// With `Some(code)`, later list and watch requests answer that HTTP error with a `Status`
+    /// body (404 is what [`FakeCollection::set_missing`] sets); with `None`, they are answered
+    /// normally again.
+    pub fn set_failure(&self, code: Option<u16>) {
+        self.failure.send_replace(code);
+    }
+
+    /// Every request for this collection so far, in order.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.borrow().clone()
     }
 
     /// Replaces what later list requests return.
@@ -170,29 +207,38 @@ where
     }
 }
 
-/// A test stand-in for kube-apiserver that answers only the calls kube's watchers make for
-/// Namespaces and Pods: `GET /api/v1/namespaces` and `GET /api/v1/pods` as lists, and the same
-/// paths with `watch=true` as streaming watches whose events the test pushes. Plain HTTP on a
-/// loopback port; anything else gets a 404. It also writes a kubeconfig pointing at itself.
+/// A test stand-in for kube-apiserver that answers only the calls kadmit's live view makes:
 ///
-/// Each collection is driven separately, through [`FakeApiServer::namespaces`] and
-/// [`FakeApiServer::pods`]. Unless a test says otherwise, the pod list is empty and answered at
-/// once, so a test about namespaces need not care about pods.
+/// - `GET /api/v1/namespaces`, `GET /api/v1/pods` and
+///   `GET /apis/windows.k8s.io/v1/gmsacredentialspecs` as lists, and the same paths with
+///   `watch=true` as streaming watches whose events the test pushes;
+/// - `POST /apis/authorization.k8s.io/v1/namespaces/<ns>/localsubjectaccessreviews`, answered
+///   as [`FakeApiServer::authorizer`] is programmed.
+///
+/// Plain HTTP on a loopback port; anything else gets a 404. It does no authentication, no
+/// validation and no RBAC of its own. It also writes a kubeconfig pointing at itself.
+///
+/// Each collection is driven separately, through [`FakeApiServer::namespaces`],
+/// [`FakeApiServer::pods`] and [`FakeApiServer::gmsa_specs`]. Unless a test says otherwise, the
+/// pod and GMSACredentialSpec lists are empty and answered at once, so a test about namespaces
+/// need not care about the others, and every review is allowed.
 pub struct FakeApiServer {
     namespaces: Arc<FakeCollection<Namespace>>,
     pods: Arc<FakeCollection<Pod>>,
+    gmsa_specs: Arc<FakeCollection<serde_json::Value>>,
+    authorizer: Arc<FakeAuthorizer>,
     port: u16,
     _dir: tempfile::TempDir,
     kubeconfig: PathBuf,
 }
 
 impl FakeApiServer {
-    /// Serves `namespaces` at collection resourceVersion `resource_version`, and no pods (at
-    /// resourceVersion `1`, not held). With `hold_list`, namespace list responses wait for
-    /// [`FakeCollection::release_list`].
+    /// Serves `namespaces` at collection resourceVersion `resource_version`, and no pods or
+    /// GMSACredentialSpecs (at resourceVersion `1`, not held). With `hold_list`, namespace list
+    /// responses wait for [`FakeCollection::release_list`].
     ///
-    /// To serve pods, or hold their list, configure [`FakeApiServer::pods`] before starting
-    /// the client that lists them.
+    /// To serve pods or specs, or hold their lists, configure [`FakeApiServer::pods`] or
+    /// [`FakeApiServer::gmsa_specs`] before starting the client that lists them.
     pub async fn start(
         resource_version: &str,
         namespaces: Vec<Namespace>,
@@ -200,11 +246,26 @@ impl FakeApiServer {
     ) -> Self {
         let namespaces = Arc::new(FakeCollection::new(
             "/api/v1/namespaces",
+            ("v1", "NamespaceList"),
             resource_version,
             namespaces,
             hold_list,
         ));
-        let pods = Arc::new(FakeCollection::new("/api/v1/pods", "1", Vec::new(), false));
+        let pods = Arc::new(FakeCollection::new(
+            "/api/v1/pods",
+            ("v1", "PodList"),
+            "1",
+            Vec::new(),
+            false,
+        ));
+        let gmsa_specs = Arc::new(FakeCollection::new(
+            "/apis/windows.k8s.io/v1/gmsacredentialspecs",
+            ("windows.k8s.io/v1", "GMSACredentialSpecList"),
+            "1",
+            Vec::new(),
+            false,
+        ));
+        let authorizer = Arc::new(FakeAuthorizer::new());
         let app = Router::new()
             .route(
                 namespaces.path,
@@ -213,6 +274,14 @@ impl FakeApiServer {
             .route(
                 pods.path,
                 get(list_or_watch::<Pod>).with_state(Arc::clone(&pods)),
+            )
+            .route(
+                gmsa_specs.path,
+                get(list_or_watch::<serde_json::Value>).with_state(Arc::clone(&gmsa_specs)),
+            )
+            .route(
+                "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews",
+                post(review_access).with_state(Arc::clone(&authorizer)),
             )
             .fallback(|uri: Uri| async move {
                 eprintln!("fake API server: unexpected request {uri}");
@@ -228,6 +297,8 @@ impl FakeApiServer {
         Self {
             namespaces,
             pods,
+            gmsa_specs,
+            authorizer,
             port,
             _dir: dir,
             kubeconfig,
@@ -248,15 +319,30 @@ impl FakeApiServer {
     pub fn pods(&self) -> &FakeCollection<Pod> {
         &self.pods
     }
+
+    /// The cluster-scoped GMSACredentialSpec collection,
+    /// `/apis/windows.k8s.io/v1/gmsacredentialspecs`, as raw JSON objects (see [`gmsa_spec`]).
+    /// [`FakeCollection::set_missing`] makes it behave as if the CRD were not installed.
+    pub fn gmsa_specs(&self) -> &FakeCollection<serde_json::Value> {
+        &self.gmsa_specs
+    }
+
+    /// The LocalSubjectAccessReview endpoint: its programmed answer and the reviews received.
+    pub fn authorizer(&self) -> &FakeAuthorizer {
+        &self.authorizer
+    }
 }
 
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
         eprintln!(
-            "fake API server on port {} received: namespaces {:#?}, pods {:#?}",
+            "fake API server on port {} received: namespaces {:#?}, pods {:#?}, \
+             gmsacredentialspecs {:#?}, {} access reviews",
             self.port,
             self.namespaces.requests.borrow(),
-            self.pods.requests.borrow()
+            self.pods.requests.borrow(),
+            self.gmsa_specs.requests.borrow(),
+            self.authorizer.calls()
         );
     }
 }
@@ -329,7 +415,7 @@ pub fn pod(namespace: &str, name: &str, resource_version: &str) -> Pod {
 /// Answers a list (held while the collection's list is held) or opens a watch.
 async fn list_or_watch<K>(State(shared): State<Arc<FakeCollection<K>>>, uri: Uri) -> Response
 where
-    K: k8s_openapi::Resource + Serialize + Clone + Send + Sync + 'static,
+    K: Serialize + Clone + Send + Sync + 'static,
 {
     let request = Recorded {
         path: uri.path().to_owned(),
@@ -338,6 +424,9 @@ where
     let is_watch = request.is_watch();
     shared.requests.send_modify(|all| all.push(request));
 
+    if let Some(code) = *shared.failure.borrow() {
+        return failure(code);
+    }
     if is_watch {
         let (tx, rx) = mpsc::unbounded_channel::<String>();
         shared.watchers.send_modify(|watchers| watchers.push(tx));
@@ -355,16 +444,216 @@ where
     if released.wait_for(|released| *released).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
+    if let Some(code) = *shared.failure.borrow() {
+        return failure(code);
+    }
     let (resource_version, items) = shared.list.lock().unwrap().clone();
+    let (api_version, kind) = shared.list_type;
     let body = json!({
-        "apiVersion": "v1",
-        "kind": format!("{}List", K::KIND),
+        "apiVersion": api_version,
+        "kind": kind,
         "metadata": { "resourceVersion": resource_version },
         "items": items,
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
+    )
+        .into_response()
+}
+
+/// An error response as the API server sends it: HTTP `code` with a `Status` body. For 404,
+/// the one it sends for a resource it does not serve (such as a CRD not installed).
+fn failure(code: u16) -> Response {
+    let status = StatusCode::from_u16(code).unwrap();
+    let (reason, message) = match code {
+        404 => (
+            "NotFound".to_owned(),
+            "the server could not find the requested resource".to_owned(),
+        ),
+        _ => (
+            status
+                .canonical_reason()
+                .unwrap_or("Unknown")
+                .replace(' ', ""),
+            format!("fake API server: programmed error {code}"),
+        ),
+    };
+    let body = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": {},
+        "code": code,
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A GMSACredentialSpec the way the API server serves it: `windows.k8s.io/v1`, cluster-scoped,
+/// with its data in the top-level `credspec` (not `spec`), and some metadata kadmit strips.
+pub fn gmsa_spec(
+    name: &str,
+    resource_version: &str,
+    credspec: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "apiVersion": "windows.k8s.io/v1",
+        "kind": "GMSACredentialSpec",
+        "metadata": {
+            "name": name,
+            "resourceVersion": resource_version,
+            "uid": format!("uid-{name}"),
+            "creationTimestamp": "2025-01-01T00:00:00Z",
+            "managedFields": [{ "manager": "kubectl", "operation": "Apply" }],
+        },
+        "credspec": credspec,
+    })
+}
+
+/// What the fake answers to a LocalSubjectAccessReview. Build one with [`SarAnswer::allow`],
+/// [`SarAnswer::deny`] or [`SarAnswer::error`], then adjust `denied`, `delay` or `hang`.
+#[derive(Debug, Clone)]
+pub struct SarAnswer {
+    /// `status.allowed`.
+    pub allowed: bool,
+    /// `status.denied` (sent only when true).
+    pub denied: bool,
+    /// `status.reason` (sent only when not empty).
+    pub reason: String,
+    /// Instead of a review, fail with this HTTP code and a `Status` body.
+    pub error: Option<u16>,
+    /// Wait this long before answering.
+    pub delay: Duration,
+    /// Never answer (the request stays open until the client gives up).
+    pub hang: bool,
+}
+
+impl SarAnswer {
+    /// `allowed: true` with `reason`.
+    pub fn allow(reason: &str) -> Self {
+        Self {
+            allowed: true,
+            denied: false,
+            reason: reason.to_owned(),
+            error: None,
+            delay: Duration::ZERO,
+            hang: false,
+        }
+    }
+
+    /// `allowed: false` with `reason` (not an explicit `denied`).
+    pub fn deny(reason: &str) -> Self {
+        Self {
+            allowed: false,
+            ..Self::allow(reason)
+        }
+    }
+
+    /// An HTTP error `code` instead of a review.
+    pub fn error(code: u16) -> Self {
+        Self {
+            error: Some(code),
+            ..Self::allow("")
+        }
+    }
+}
+
+/// A LocalSubjectAccessReview the fake received.
+#[derive(Debug, Clone)]
+pub struct ReceivedReview {
+    /// The namespace in the request path.
+    pub namespace: String,
+    /// The review as posted.
+    pub body: serde_json::Value,
+}
+
+/// The fake's LocalSubjectAccessReview endpoint: a programmed answer, not an authorizer (it
+/// evaluates nothing), and a record of every review received.
+pub struct FakeAuthorizer {
+    answer: Mutex<SarAnswer>,
+    /// Every review received, in order, counted as soon as it arrives (before any delay).
+    reviews: watch::Sender<Vec<ReceivedReview>>,
+}
+
+impl FakeAuthorizer {
+    fn new() -> Self {
+        Self {
+            answer: Mutex::new(SarAnswer::allow("")),
+            reviews: watch::channel(Vec::new()).0,
+        }
+    }
+
+    /// What later reviews are answered with (reviews already waiting keep their answer).
+    pub fn set_answer(&self, answer: SarAnswer) {
+        *self.answer.lock().unwrap() = answer;
+    }
+
+    /// How many reviews have been received.
+    pub fn calls(&self) -> usize {
+        self.reviews.borrow().len()
+    }
+
+    /// Every review received so far, in order.
+    pub fn reviews(&self) -> Vec<ReceivedReview> {
+        self.reviews.borrow().clone()
+    }
+
+    /// Waits until `count` reviews have been received.
+    pub async fn wait_for_calls(&self, count: usize) {
+        let mut reviews = self.reviews.subscribe();
+        tokio::time::timeout(DEADLINE, reviews.wait_for(|all| all.len() >= count))
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "fake API server: expected {count} access reviews, got {}",
+                    self.calls()
+                )
+            })
+            .unwrap();
+    }
+}
+
+/// Answers a LocalSubjectAccessReview as programmed: the posted review with a `status`.
+async fn review_access(
+    State(authorizer): State<Arc<FakeAuthorizer>>,
+    UrlPath(namespace): UrlPath<String>,
+    body: String,
+) -> Response {
+    let mut review: serde_json::Value = serde_json::from_str(&body).unwrap();
+    authorizer.reviews.send_modify(|all| {
+        all.push(ReceivedReview {
+            namespace,
+            body: review.clone(),
+        });
+    });
+    let answer = authorizer.answer.lock().unwrap().clone();
+    tokio::time::sleep(answer.delay).await;
+    if answer.hang {
+        std::future::pending::<()>().await;
+    }
+    if let Some(code) = answer.error {
+        return failure(code);
+    }
+    let mut status = json!({ "allowed": answer.allowed });
+    if answer.denied {
+        status["denied"] = json!(true);
+    }
+    if !answer.reason.is_empty() {
+        status["reason"] = json!(answer.reason);
+    }
+    review["status"] = status;
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        review.to_string(),
     )
         .into_response()
 }

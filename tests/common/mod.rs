@@ -12,6 +12,7 @@ use std::time::Duration;
 use kadmit::certs::{self, GeneratedCerts};
 use kadmit::core::cluster::Snapshot;
 use kadmit::core::{ClusterView, Config, Pipeline, Policy};
+use kadmit::server::capture::{CaptureHandle, CaptureOptions};
 use kadmit::server::state::{AppState, Limits, Readiness};
 use kadmit::server::tls::{self, CertFiles, CertResolver};
 use kadmit::server::{BoundServer, ServerError, Timing};
@@ -37,6 +38,8 @@ pub struct TestOptions {
     pub cluster: Arc<dyn ClusterView>,
     /// Readiness inputs; always ready by default.
     pub readiness: Readiness,
+    /// Capture reviews (`--capture-dir`); off by default.
+    pub capture: Option<CaptureOptions>,
 }
 
 impl Default for TestOptions {
@@ -50,6 +53,7 @@ impl Default for TestOptions {
             cert_reload_interval: None,
             cluster: Arc::new(Snapshot::dev()),
             readiness: Readiness::always(),
+            capture: None,
         }
     }
 }
@@ -62,6 +66,8 @@ pub struct TestServer {
     /// Holds `tls.crt` and `tls.key` (as symlinks through `..data`, like a secret volume).
     pub dir: tempfile::TempDir,
     pub metrics: Arc<Metrics>,
+    /// The capture writer, when `TestOptions::capture` was set.
+    pub capture: Option<CaptureHandle>,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), ServerError>>>,
 }
@@ -121,12 +127,16 @@ impl TestServer {
             pipeline.push(policy);
         }
         let metrics = Arc::new(Metrics::new());
+        let capture = options
+            .capture
+            .map(|capture| CaptureHandle::start(capture, Arc::clone(&metrics)).unwrap());
         let state = Arc::new(AppState {
             pipeline: Arc::new(pipeline),
             cluster: options.cluster,
             metrics: Arc::clone(&metrics),
             limits: options.limits,
             readiness: options.readiness,
+            capture: capture.clone(),
         });
         let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = BoundServer::bind(localhost, localhost, tls_config, state, options.timing)
@@ -152,6 +162,7 @@ impl TestServer {
             certs,
             dir,
             metrics,
+            capture,
             shutdown: Some(tx),
             handle: Some(handle),
         }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod defaulting;
 pub mod manifest;
 pub mod policy;
+pub mod replay;
 pub mod review;
 
 pub use cluster::{ClusterError, ClusterView};

@@ -4,11 +4,13 @@
 //! caches, in the `kadmit` crate) and [`Snapshot`] (a file of objects, for offline use and for
 //! serving without an API server). Policies cannot tell them apart, which is the point.
 
+pub mod rbac;
 mod snapshot;
 
 pub use snapshot::{Snapshot, SnapshotError};
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 
@@ -38,4 +40,77 @@ pub trait ClusterView: Send + Sync {
     /// The pods in `namespace`, in any order (for checking existing pods against a new Pod
     /// Security level when a namespace's labels change).
     fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError>;
+
+    /// The cluster-scoped `windows.k8s.io` GMSACredentialSpec called `name`, or `None`.
+    fn gmsa_credential_spec(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<GmsaCredentialSpec>>, ClusterError>;
+
+    /// Whether `request.user` may do `request.verb` on the resource, answered by the cluster's
+    /// authorizer (live: a SubjectAccessReview, cached; snapshot: its RBAC objects). May wait
+    /// for the API server, never past `deadline`.
+    fn authorize(
+        &self,
+        request: &AccessRequest,
+        deadline: Option<Instant>,
+    ) -> Result<AccessDecision, ClusterError>;
+}
+
+/// A `windows.k8s.io` GMSACredentialSpec: its name and its top-level `credspec` (not `spec`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GmsaCredentialSpec {
+    /// `metadata.name`.
+    pub name: String,
+    /// The `credspec` object, as stored; `None` when the object has none.
+    pub credspec: Option<serde_json::Value>,
+}
+
+/// An authorization question, as a SubjectAccessReview asks it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccessRequest {
+    /// The user, such as `system:serviceaccount:ns:sa`.
+    pub user: String,
+    /// The user's groups.
+    pub groups: Vec<String>,
+    /// The namespace of the request (a LocalSubjectAccessReview's namespace).
+    pub namespace: String,
+    /// The verb, such as `use`.
+    pub verb: String,
+    /// The API group, such as `windows.k8s.io`.
+    pub group: String,
+    /// The API version, such as `v1` (RBAC ignores it; other authorizers may not).
+    pub version: String,
+    /// The resource, such as `gmsacredentialspecs`.
+    pub resource: String,
+    /// The object's name; empty for all objects.
+    pub name: String,
+}
+
+impl AccessRequest {
+    /// The question the GMSA webhook asks: may the pod's service account `use` the spec?
+    pub fn use_gmsa(namespace: &str, service_account: &str, credspec: &str) -> AccessRequest {
+        AccessRequest {
+            user: format!("system:serviceaccount:{namespace}:{service_account}"),
+            groups: vec![
+                "system:serviceaccounts".to_owned(),
+                format!("system:serviceaccounts:{namespace}"),
+            ],
+            namespace: namespace.to_owned(),
+            verb: "use".to_owned(),
+            group: "windows.k8s.io".to_owned(),
+            version: "v1".to_owned(),
+            resource: "gmsacredentialspecs".to_owned(),
+            name: credspec.to_owned(),
+        }
+    }
+}
+
+/// An authorizer's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessDecision {
+    /// Allowed (and not explicitly denied).
+    pub allowed: bool,
+    /// Why, when the authorizer says (shown to users on denial).
+    pub reason: String,
 }

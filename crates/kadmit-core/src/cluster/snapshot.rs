@@ -1,13 +1,25 @@
 //! A cluster snapshot: Kubernetes objects read from YAML or JSON instead of a live API server.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::Resource;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{ClusterError, ClusterView};
+use super::rbac::Rbac;
+use super::{AccessDecision, AccessRequest, ClusterError, ClusterView, GmsaCredentialSpec};
+
+/// The `apiVersion`s a GMSACredentialSpec may have (the CRD serves both; `v1` is stored).
+const GMSA_API_VERSIONS: &[&str] = &["windows.k8s.io/v1", "windows.k8s.io/v1alpha1"];
+
+/// The reason a snapshot without RBAC objects gives for denying every authorization question.
+const NO_RBAC_REASON: &str = "the cluster snapshot has no RBAC objects (Role, ClusterRole, \
+                              RoleBinding, ClusterRoleBinding), so nothing grants this";
 
 /// Kinds the snapshot format accepts because a policy reads (or will read) them.
 const KNOWN_KINDS: &[&str] = &[
@@ -36,11 +48,21 @@ pub struct SnapshotError {
 }
 
 /// Cluster state loaded from a file of Kubernetes objects.
+///
+/// Authorization questions are answered by evaluating the snapshot's Roles, ClusterRoles,
+/// RoleBindings and ClusterRoleBindings (see [`Rbac`]). A snapshot with none of them — such as
+/// [`Snapshot::dev`] — denies every question, with a reason saying it has no RBAC objects.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     namespaces: HashMap<String, Arc<Namespace>>,
     /// Pods by namespace.
     pods: HashMap<String, Vec<Arc<Pod>>>,
+    /// GMSACredentialSpecs (cluster-scoped) by name.
+    gmsa_credential_specs: HashMap<String, Arc<GmsaCredentialSpec>>,
+    /// ServiceAccount names by namespace.
+    service_accounts: HashMap<String, BTreeSet<String>>,
+    /// The RBAC objects.
+    rbac: Rbac,
     /// Objects of kinds no enabled policy reads, by kind, so callers can say what was not used.
     pub unused: BTreeMap<String, usize>,
     /// Answer lookups of unknown namespaces with an unlabelled namespace (see [`Snapshot::dev`]).
@@ -149,6 +171,38 @@ impl Snapshot {
         self.namespaces.len()
     }
 
+    /// Adds a GMSACredentialSpec (for building snapshots in code), replacing any of that name.
+    pub fn insert_gmsa_credential_spec(&mut self, spec: GmsaCredentialSpec) {
+        self.gmsa_credential_specs
+            .insert(spec.name.clone(), Arc::new(spec));
+    }
+
+    /// Adds a ServiceAccount's name (for building snapshots in code).
+    pub fn insert_service_account(&mut self, namespace: &str, name: &str) {
+        self.service_accounts
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned());
+    }
+
+    /// Whether the snapshot lists the ServiceAccount `namespace/name`. Only listed ones exist:
+    /// not even `default` is implied (in a cluster, a controller creates it in each namespace).
+    pub fn service_account_exists(&self, namespace: &str, name: &str) -> bool {
+        self.service_accounts
+            .get(namespace)
+            .is_some_and(|names| names.contains(name))
+    }
+
+    /// The snapshot's RBAC objects.
+    pub fn rbac(&self) -> &Rbac {
+        &self.rbac
+    }
+
+    /// The snapshot's RBAC objects, to add to (for building snapshots in code).
+    pub fn rbac_mut(&mut self) -> &mut Rbac {
+        &mut self.rbac
+    }
+
     fn add(&mut self, object: &Value) -> Result<(), String> {
         let kind = object
             .get("kind")
@@ -163,17 +217,41 @@ impl Snapshot {
         }
         match kind {
             "Namespace" => {
-                let namespace: Namespace = serde_path_to_error::deserialize(object)
-                    .map_err(|e| format!("not a valid Namespace: {}: {}", e.path(), e.inner()))?;
+                let namespace: Namespace = decode(object)?;
                 self.insert_namespace(namespace);
             }
             "Pod" => {
-                let mut pod: Pod = serde_path_to_error::deserialize(object)
-                    .map_err(|e| format!("not a valid Pod: {}: {}", e.path(), e.inner()))?;
+                let mut pod: Pod = decode(object)?;
                 if let Some(spec) = pod.spec.as_mut() {
                     crate::defaulting::default_pod_spec(spec);
                 }
                 self.insert_pod(pod);
+            }
+            "GMSACredentialSpec" => {
+                let spec = gmsa_credential_spec(object)?;
+                self.insert_gmsa_credential_spec(spec);
+            }
+            "ServiceAccount" => {
+                let account: ServiceAccount = decode(object)?;
+                let namespace = account
+                    .metadata
+                    .namespace
+                    .filter(|namespace| !namespace.is_empty())
+                    .unwrap_or_else(|| "default".to_owned());
+                let name = account.metadata.name.unwrap_or_default();
+                self.insert_service_account(&namespace, &name);
+            }
+            "Role" => self.rbac.insert_role(decode(object)?),
+            "ClusterRole" => self.rbac.insert_cluster_role(decode(object)?),
+            "RoleBinding" => {
+                let binding: RoleBinding = decode(object)?;
+                check_role_ref(kind, object, &["Role", "ClusterRole"])?;
+                self.rbac.insert_role_binding(binding);
+            }
+            "ClusterRoleBinding" => {
+                let binding: ClusterRoleBinding = decode(object)?;
+                check_role_ref(kind, object, &["ClusterRole"])?;
+                self.rbac.insert_cluster_role_binding(binding);
             }
             other => {
                 let key = if KNOWN_KINDS.contains(&other) {
@@ -186,6 +264,72 @@ impl Snapshot {
         }
         Ok(())
     }
+}
+
+/// An object of a built-in kind. A wrong `apiVersion` gets its own message (the generated
+/// deserializers report it at the path `.`); other errors name the field's path.
+fn decode<T>(object: &Value) -> Result<T, String>
+where
+    T: Resource + DeserializeOwned,
+{
+    match object.get("apiVersion") {
+        None => {}
+        Some(Value::String(version)) if version == T::API_VERSION => {}
+        Some(other) => {
+            return Err(format!(
+                "a {}'s apiVersion must be {}, not {other}",
+                T::KIND,
+                T::API_VERSION
+            ));
+        }
+    }
+    serde_path_to_error::deserialize(object)
+        .map_err(|e| format!("not a valid {}: {}: {}", T::KIND, e.path(), e.inner()))
+}
+
+/// A GMSACredentialSpec from its object: `credspec` is top-level (not under `spec`) and kept as
+/// given; missing or null is `None`. `metadata.namespace` is ignored (the kind is
+/// cluster-scoped, and the API server ignores it too).
+fn gmsa_credential_spec(object: &Value) -> Result<GmsaCredentialSpec, String> {
+    match object.get("apiVersion") {
+        None => {}
+        Some(Value::String(version)) if GMSA_API_VERSIONS.contains(&version.as_str()) => {}
+        Some(other) => {
+            return Err(format!(
+                "a GMSACredentialSpec's apiVersion must be {}, not {other}",
+                GMSA_API_VERSIONS.join(" or ")
+            ));
+        }
+    }
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let credspec = object.get("credspec").filter(|v| !v.is_null()).cloned();
+    Ok(GmsaCredentialSpec { name, credspec })
+}
+
+/// A binding's roleRef must name one of `kinds` (as the API server validates it), by name.
+fn check_role_ref(binding_kind: &str, object: &Value, kinds: &[&str]) -> Result<(), String> {
+    let Some(role_ref) = object.get("roleRef") else {
+        return Err(format!("the {binding_kind} has no roleRef"));
+    };
+    let kind = role_ref.get("kind").and_then(Value::as_str).unwrap_or("");
+    if !kinds.contains(&kind) {
+        return Err(format!(
+            "the {binding_kind}'s roleRef.kind must be {}, not {kind:?}",
+            kinds.join(" or ")
+        ));
+    }
+    if role_ref
+        .get("name")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return Err(format!("the {binding_kind} has no roleRef.name"));
+    }
+    Ok(())
 }
 
 fn type_name(value: &Value) -> &'static str {
@@ -214,6 +358,29 @@ impl ClusterView for Snapshot {
 
     fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
         Ok(self.pods.get(namespace).cloned().unwrap_or_default())
+    }
+
+    fn gmsa_credential_spec(
+        &self,
+        name: &str,
+    ) -> Result<Option<Arc<GmsaCredentialSpec>>, ClusterError> {
+        Ok(self.gmsa_credential_specs.get(name).cloned())
+    }
+
+    /// Evaluates the snapshot's RBAC objects (in memory: the deadline is not needed). With no
+    /// RBAC objects at all, denies with a reason saying so, rather than upstream's empty one.
+    fn authorize(
+        &self,
+        request: &AccessRequest,
+        _deadline: Option<Instant>,
+    ) -> Result<AccessDecision, ClusterError> {
+        if self.rbac.is_empty() {
+            return Ok(AccessDecision {
+                allowed: false,
+                reason: NO_RBAC_REASON.to_owned(),
+            });
+        }
+        Ok(self.rbac.authorize(request))
     }
 }
 
@@ -257,6 +424,352 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "document 1: the Namespace has no metadata.name"
+        );
+    }
+
+    /// `credspec-0.yml` of the upstream integration tests, rendered.
+    const CREDSPEC_0: &str = r#"# a sample cred spec
+
+apiVersion: windows.k8s.io/v1
+kind: GMSACredentialSpec
+metadata:
+  name: web-cred-spec-0
+credspec:
+  ActiveDirectoryConfig:
+    GroupManagedServiceAccounts:
+    - Name: WebApplication0
+      Scope: CONTOSO
+    - Name: WebApplication0
+      Scope: contoso.com
+  CmsPlugins:
+  - ActiveDirectory
+  DomainJoinConfig:
+    DnsName: contoso.com
+    DnsTreeName: contoso.com
+    Guid: 244818ae-87ca-4fcd-92ec-e79e5252348a
+    MachineAccountName: WebApplication0
+    NetBiosName: CONTOSO
+    Sid: S-1-5-21-2126729477-2524075714-3094792973
+"#;
+
+    /// A service account, a ClusterRole granting `use` of two specs and a RoleBinding of it
+    /// to the service account, as the upstream integration templates render.
+    const GRANT: &str = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: web-service-account
+  namespace: gmsa-test
+---
+# an RBAC role to grant `use` access to some credspecs
+
+kind: ClusterRole
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: web-credspecs-users
+rules:
+- apiGroups: ["windows.k8s.io"]
+  resources: ["gmsacredentialspecs"]
+  verbs: ["use"]
+  resourceNames:
+    - web-cred-spec-0
+    - web-cred-spec-1
+---
+kind: RoleBinding
+apiVersion: rbac.authorization.k8s.io/v1
+metadata:
+  name: web-use-credspecs
+  namespace: gmsa-test
+subjects:
+- kind: ServiceAccount
+  name: web-service-account
+  namespace: gmsa-test
+roleRef:
+  kind: ClusterRole
+  name: web-credspecs-users
+  apiGroup: rbac.authorization.k8s.io
+"#;
+
+    #[test]
+    fn reads_gmsa_credential_specs() {
+        let snapshot = Snapshot::parse(CREDSPEC_0).unwrap();
+        let spec = snapshot
+            .gmsa_credential_spec("web-cred-spec-0")
+            .unwrap()
+            .unwrap();
+        assert_eq!(spec.name, "web-cred-spec-0");
+        let credspec = spec.credspec.as_ref().unwrap();
+        assert_eq!(
+            credspec.pointer("/ActiveDirectoryConfig/GroupManagedServiceAccounts/1/Scope"),
+            Some(&Value::from("contoso.com"))
+        );
+        assert_eq!(
+            credspec.pointer("/DomainJoinConfig/Sid"),
+            Some(&Value::from("S-1-5-21-2126729477-2524075714-3094792973"))
+        );
+        assert_eq!(
+            credspec["CmsPlugins"],
+            serde_json::json!(["ActiveDirectory"])
+        );
+        assert!(
+            snapshot
+                .gmsa_credential_spec("web-cred-spec-1")
+                .unwrap()
+                .is_none()
+        );
+        // Names are exact.
+        assert!(
+            snapshot
+                .gmsa_credential_spec("Web-Cred-Spec-0")
+                .unwrap()
+                .is_none()
+        );
+        assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
+    }
+
+    #[test]
+    fn gmsa_versions_credspec_and_scope() {
+        let snapshot = Snapshot::parse(
+            "apiVersion: windows.k8s.io/v1alpha1\nkind: GMSACredentialSpec\nmetadata: {name: old}\ncredspec: {CmsPlugins: [ActiveDirectory]}\n---\napiVersion: windows.k8s.io/v1\nkind: GMSACredentialSpec\nmetadata: {name: empty, namespace: ignored}\n---\napiVersion: windows.k8s.io/v1\nkind: GMSACredentialSpec\nmetadata: {name: null-credspec}\ncredspec: null\n---\nkind: List\nitems:\n- apiVersion: windows.k8s.io/v1\n  kind: GMSACredentialSpec\n  metadata: {name: listed}\n  credspec: {}\n",
+        )
+        .unwrap();
+        let get = |name: &str| snapshot.gmsa_credential_spec(name).unwrap().unwrap();
+        assert_eq!(
+            get("old").credspec,
+            Some(serde_json::json!({"CmsPlugins": ["ActiveDirectory"]}))
+        );
+        assert_eq!(get("empty").credspec, None);
+        assert_eq!(get("null-credspec").credspec, None);
+        assert_eq!(get("listed").credspec, Some(serde_json::json!({})));
+
+        let err = Snapshot::parse(
+            "---\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: windows.k8s.io/v2\nkind: GMSACredentialSpec\nmetadata: {name: x}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 2: a GMSACredentialSpec's apiVersion must be windows.k8s.io/v1 or windows.k8s.io/v1alpha1, not \"windows.k8s.io/v2\""
+        );
+        let err =
+            Snapshot::parse("kind: List\nitems:\n- kind: GMSACredentialSpec\n  credspec: {}\n")
+                .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1, item 0: the GMSACredentialSpec has no metadata.name"
+        );
+    }
+
+    #[test]
+    fn reads_service_accounts() {
+        let snapshot = Snapshot::parse(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa, namespace: ns}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata: {name: no-ns}\n",
+        )
+        .unwrap();
+        assert!(snapshot.service_account_exists("ns", "sa"));
+        assert!(snapshot.service_account_exists("default", "no-ns"));
+        assert!(!snapshot.service_account_exists("ns", "default"));
+        assert!(!snapshot.service_account_exists("other", "sa"));
+        assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
+
+        let err = Snapshot::parse("apiVersion: v2\nkind: ServiceAccount\nmetadata: {name: sa}\n")
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: a ServiceAccount's apiVersion must be v1, not \"v2\""
+        );
+    }
+
+    #[test]
+    fn authorizes_from_rbac_objects() {
+        let snapshot = Snapshot::parse(&format!("{CREDSPEC_0}---\n{GRANT}")).unwrap();
+        assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
+        assert!(snapshot.service_account_exists("gmsa-test", "web-service-account"));
+        let ask = |ns: &str, sa: &str, spec: &str| {
+            snapshot
+                .authorize(&AccessRequest::use_gmsa(ns, sa, spec), None)
+                .unwrap()
+        };
+        let decision = ask("gmsa-test", "web-service-account", "web-cred-spec-0");
+        assert_eq!(
+            decision,
+            AccessDecision {
+                allowed: true,
+                reason: r#"RBAC: allowed by RoleBinding "web-use-credspecs/gmsa-test" of ClusterRole "web-credspecs-users" to ServiceAccount "web-service-account/gmsa-test""#.to_owned(),
+            }
+        );
+        // Granted by name, whether or not the spec exists.
+        assert!(ask("gmsa-test", "web-service-account", "web-cred-spec-1").allowed);
+        assert_eq!(
+            ask("gmsa-test", "web-service-account", "web-cred-spec-2"),
+            AccessDecision {
+                allowed: false,
+                reason: String::new()
+            }
+        );
+        assert!(!ask("gmsa-test", "default", "web-cred-spec-0").allowed);
+        assert!(!ask("elsewhere", "web-service-account", "web-cred-spec-0").allowed);
+        // The deadline plays no part.
+        let past = Instant::now();
+        assert!(
+            snapshot
+                .authorize(
+                    &AccessRequest::use_gmsa("gmsa-test", "web-service-account", "web-cred-spec-0"),
+                    Some(past)
+                )
+                .unwrap()
+                .allowed
+        );
+    }
+
+    #[test]
+    fn roles_and_cluster_role_bindings() {
+        let snapshot = Snapshot::parse(
+            r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: List
+items:
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: Role
+  metadata: {name: users, namespace: a}
+  rules: [{apiGroups: [windows.k8s.io], resources: [gmsacredentialspecs], verbs: [use]}]
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: RoleBinding
+  metadata: {name: b, namespace: a}
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: users}
+  subjects: [{kind: ServiceAccount, name: sa}]
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRole
+  metadata: {name: all}
+  rules: [{apiGroups: ["*"], resources: ["*"], verbs: ["*"]}]
+- apiVersion: rbac.authorization.k8s.io/v1
+  kind: ClusterRoleBinding
+  metadata: {name: admins}
+  roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: all}
+  subjects: [{kind: Group, name: "system:serviceaccounts:admin", apiGroup: rbac.authorization.k8s.io}]
+"#,
+        )
+        .unwrap();
+        assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
+        assert!(!snapshot.rbac().is_empty());
+        let ask = |ns: &str, sa: &str| {
+            snapshot
+                .authorize(&AccessRequest::use_gmsa(ns, sa, "spec"), None)
+                .unwrap()
+                .allowed
+        };
+        assert!(ask("a", "sa"));
+        assert!(!ask("b", "sa"));
+        assert!(ask("admin", "anyone"));
+    }
+
+    #[test]
+    fn rbac_errors_name_the_document_and_item() {
+        let err = Snapshot::parse(
+            "kind: List\nitems:\n- apiVersion: rbac.authorization.k8s.io/v1\n  kind: ClusterRoleBinding\n  metadata: {name: x}\n  roleRef: {kind: Role, name: r}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1, item 0: the ClusterRoleBinding's roleRef.kind must be ClusterRole, not \"Role\""
+        );
+        let err = Snapshot::parse(
+            "---\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: x, namespace: a}\nsubjects: []\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 2: the RoleBinding has no roleRef"
+        );
+        let err = Snapshot::parse(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: x}\nroleRef: {kind: ClusterRole}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: the RoleBinding has no roleRef.name"
+        );
+        let err = Snapshot::parse(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: x}\nroleRef: {kind: Group, name: g}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: the RoleBinding's roleRef.kind must be Role or ClusterRole, not \"Group\""
+        );
+        let err = Snapshot::parse(
+            "apiVersion: rbac.authorization.k8s.io/v1beta1\nkind: Role\nmetadata: {name: x}\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: a Role's apiVersion must be rbac.authorization.k8s.io/v1, not \"rbac.authorization.k8s.io/v1beta1\""
+        );
+        let err = Snapshot::parse(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: x}\nrules: [{verbs: use}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("document 1: not a valid ClusterRole: rules[0].verbs: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_rbac_objects_nothing_is_granted() {
+        for snapshot in [
+            Snapshot::dev(),
+            Snapshot::empty(),
+            Snapshot::parse(CREDSPEC_0).unwrap(),
+        ] {
+            let decision = snapshot
+                .authorize(
+                    &AccessRequest::use_gmsa("default", "default", "web-cred-spec-0"),
+                    None,
+                )
+                .unwrap();
+            assert_eq!(
+                decision,
+                AccessDecision {
+                    allowed: false,
+                    reason: NO_RBAC_REASON.to_owned()
+                }
+            );
+        }
+        assert_eq!(
+            NO_RBAC_REASON,
+            "the cluster snapshot has no RBAC objects (Role, ClusterRole, RoleBinding, ClusterRoleBinding), so nothing grants this"
+        );
+        // dev() still answers every namespace, and has no GMSA specs.
+        let dev = Snapshot::dev();
+        assert!(dev.namespace("anything").unwrap().is_some());
+        assert!(
+            dev.gmsa_credential_spec("web-cred-spec-0")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn builds_in_code() {
+        let mut snapshot = Snapshot::dev();
+        snapshot.insert_gmsa_credential_spec(GmsaCredentialSpec {
+            name: "spec".to_owned(),
+            credspec: Some(serde_json::json!({"CmsPlugins": []})),
+        });
+        snapshot.insert_service_account("ns", "sa");
+        let rules = Snapshot::parse(GRANT).unwrap().rbac().clone();
+        *snapshot.rbac_mut() = rules;
+        assert!(snapshot.gmsa_credential_spec("spec").unwrap().is_some());
+        assert!(snapshot.service_account_exists("ns", "sa"));
+        assert!(
+            snapshot
+                .authorize(
+                    &AccessRequest::use_gmsa("gmsa-test", "web-service-account", "web-cred-spec-1"),
+                    None
+                )
+                .unwrap()
+                .allowed
         );
     }
 }

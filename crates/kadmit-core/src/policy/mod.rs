@@ -4,6 +4,7 @@
 //! I/O, no clock, no async. That is what lets `serve`, `replay`, `check` and the benchmarks share
 //! one code path and give the same answer for the same input.
 
+pub mod gmsa;
 pub mod pipeline;
 pub mod pod_security;
 
@@ -93,10 +94,12 @@ pub trait Policy: Send + Sync {
     /// A stable, short name, used in messages, logs and metric labels.
     fn name(&self) -> &str;
 
-    /// Whether evaluation may wait on something outside the process (an authorizer call).
-    /// Policies that only compute over the review and in-memory caches return `false`, and the
-    /// server runs them inline; the others run where a hang costs a thread, not the answer.
-    fn may_block(&self) -> bool {
+    /// Whether evaluating `request` may wait on something outside the process (an authorizer
+    /// call). Policies that only compute over the review and in-memory caches return `false`,
+    /// and the server runs them inline; otherwise the pipeline runs where a hang costs a thread,
+    /// not the answer. Asked per request, so a policy that blocks only for some objects (GMSA
+    /// references) costs nothing for the others.
+    fn may_block(&self, _request: &AdmissionRequest) -> bool {
         false
     }
 

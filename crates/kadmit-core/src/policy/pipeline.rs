@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use json_patch::PatchOperation;
 
+use super::gmsa::Gmsa;
 use super::pod_security::PodSecurity;
 use super::{Endpoint, Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterView;
@@ -47,16 +48,19 @@ impl Pipeline {
         if config.pod_security.enabled {
             policies.push(Arc::new(PodSecurity::new(config.pod_security.clone())));
         }
+        if config.gmsa.enabled {
+            policies.push(Arc::new(Gmsa::new(config.gmsa.clone())));
+        }
         Pipeline {
             policies,
             on_error: config.failure.on_error,
         }
     }
 
-    /// Whether any policy may block (wait on something outside the process), so the server
-    /// must run the pipeline where a stuck policy cannot hold up other requests.
-    pub fn may_block(&self) -> bool {
-        self.policies.iter().any(|p| p.may_block())
+    /// Whether any policy may block (wait on something outside the process) on `review`, so
+    /// the server must run the pipeline where a stuck policy cannot hold up other requests.
+    pub fn may_block(&self, review: &Review) -> bool {
+        self.policies.iter().any(|p| p.may_block(&review.request))
     }
 
     /// A pipeline of exactly these policies, in this order (for embedding and tests).

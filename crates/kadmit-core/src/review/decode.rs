@@ -82,7 +82,28 @@ pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
         }
     })?;
     de.end().map_err(DecodeError::Syntax)?;
+    check_envelope(envelope)
+}
 
+impl Review {
+    /// Decodes an `AdmissionReview` that is already a JSON value, such as a YAML document or
+    /// a line of a capture file that was parsed to find out what it is.
+    ///
+    /// The checks and the error messages are those of [`Review::from_slice`] (less
+    /// [`DecodeError::Syntax`], which a value cannot have), so `kadmit replay` names a bad
+    /// document exactly as `kadmit serve` answers it.
+    pub fn from_value(value: serde_json::Value) -> Result<Review, DecodeError> {
+        let envelope: AdmissionReview =
+            serde_path_to_error::deserialize(value).map_err(|err| DecodeError::Field {
+                path: err.path().to_string(),
+                message: strip_position(err.inner()),
+            })?;
+        check_envelope(envelope)
+    }
+}
+
+/// What both decoders require of a decoded envelope, in the order the errors are reported.
+fn check_envelope(envelope: AdmissionReview) -> Result<Review, DecodeError> {
     if envelope.request.is_none()
         && envelope
             .kind
@@ -179,6 +200,30 @@ mod tests {
             ),
             "kind is `Other`, expected AdmissionReview"
         );
+    }
+
+    #[test]
+    fn from_value_reports_as_from_slice() {
+        let bodies = [
+            "null",
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"operation":"CREATE"}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"PATCH"}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+            r#"{"kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#,
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","kind":{},"operation":"CREATE"}}"#,
+        ];
+        for body in bodies {
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            let from_value = Review::from_value(value).unwrap_err().to_string();
+            assert_eq!(from_value, err(body), "{body}");
+        }
+        let value = serde_json::json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview",
+            "request": {"uid": "abc", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "operation": "CREATE", "object": {"a": [1, 2]}}});
+        let review = Review::from_value(value).unwrap();
+        assert_eq!(review.version, ReviewVersion::V1Beta1);
+        assert_eq!(review.request.object.unwrap().get(), r#"{"a":[1,2]}"#);
     }
 
     #[test]
