@@ -72,35 +72,11 @@ pub fn generate(
     ips: &[IpAddr],
     days: u32,
 ) -> Result<GeneratedCerts, CertsError> {
-    let now = OffsetDateTime::now_utc();
-    let not_before = now - Duration::hours(1);
-    let not_after = now + Duration::days(i64::from(days));
-
-    let mut ca_params = CertificateParams::default();
-    let mut ca_name = DistinguishedName::new();
-    ca_name.push(DnType::CommonName, "kadmit webhook CA");
-    ca_params.distinguished_name = ca_name;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = not_before;
-    ca_params.not_after = not_after;
-    let ca_key = KeyPair::generate().map_err(|source| CertsError::Generate {
-        what: "CA key",
-        source,
-    })?;
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|source| CertsError::Generate {
-            what: "CA certificate",
-            source,
-        })?;
-
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(
-        DnType::CommonName,
+    let ca = new_ca("kadmit webhook CA", days)?;
+    let mut params = leaf_params(
         dns_names.first().map(String::as_str).unwrap_or("kadmit"),
+        days,
     );
-    params.distinguished_name = name;
     for dns in dns_names {
         let san = dns
             .as_str()
@@ -119,64 +95,64 @@ pub fn generate(
         KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.not_before = not_before;
-    params.not_after = not_after;
-    let key = KeyPair::generate().map_err(|source| CertsError::Generate {
-        what: "serving key",
-        source,
-    })?;
-    let cert = params
-        .signed_by(&key, &ca)
-        .map_err(|source| CertsError::Generate {
-            what: "serving certificate",
-            source,
-        })?;
-
-    Ok(GeneratedCerts {
-        ca_pem: ca.pem(),
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    })
+    sign(params, &ca, "serving certificate")
 }
 
 /// A client certificate signed by a new CA, for mutual TLS (tests and trying out
 /// `--client-ca-file`). Returns the CA and the client pair.
 pub fn generate_client(common_name: &str, days: u32) -> Result<GeneratedCerts, CertsError> {
+    let ca = new_ca("kadmit client CA", days)?;
+    let mut params = leaf_params(common_name, days);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign(params, &ca, "client certificate")
+}
+
+/// From an hour ago (clocks a little behind still accept it) to `days` from now.
+fn validity(params: &mut CertificateParams, days: u32) {
     let now = OffsetDateTime::now_utc();
-    let mut ca_params = CertificateParams::default();
-    let mut ca_name = DistinguishedName::new();
-    ca_name.push(DnType::CommonName, "kadmit client CA");
-    ca_params.distinguished_name = ca_name;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
-    ca_params.not_before = now - Duration::hours(1);
-    ca_params.not_after = now + Duration::days(i64::from(days));
-    let ca_key = KeyPair::generate().map_err(|source| CertsError::Generate {
-        what: "client CA key",
-        source,
-    })?;
-    let ca =
-        CertifiedIssuer::self_signed(ca_params, ca_key).map_err(|source| CertsError::Generate {
-            what: "client CA certificate",
-            source,
-        })?;
+    params.not_before = now - Duration::hours(1);
+    params.not_after = now + Duration::days(i64::from(days));
+}
+
+/// A new self-signed CA that may sign leaf certificates only.
+fn new_ca(common_name: &str, days: u32) -> Result<CertifiedIssuer<'static, KeyPair>, CertsError> {
     let mut params = CertificateParams::default();
     let mut name = DistinguishedName::new();
     name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    validity(&mut params, days);
     let key = KeyPair::generate().map_err(|source| CertsError::Generate {
-        what: "client key",
+        what: "CA key",
         source,
     })?;
+    CertifiedIssuer::self_signed(params, key).map_err(|source| CertsError::Generate {
+        what: "CA certificate",
+        source,
+    })
+}
+
+/// Parameters of a leaf certificate called `common_name`, valid for `days`.
+fn leaf_params(common_name: &str, days: u32) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, common_name);
+    params.distinguished_name = name;
+    validity(&mut params, days);
+    params
+}
+
+/// Signs `params` with a new key by `ca`; `what` names the certificate in errors.
+fn sign(
+    params: CertificateParams,
+    ca: &CertifiedIssuer<'static, KeyPair>,
+    what: &'static str,
+) -> Result<GeneratedCerts, CertsError> {
+    let key = KeyPair::generate().map_err(|source| CertsError::Generate { what, source })?;
     let cert = params
-        .signed_by(&key, &ca)
-        .map_err(|source| CertsError::Generate {
-            what: "client certificate",
-            source,
-        })?;
+        .signed_by(&key, ca)
+        .map_err(|source| CertsError::Generate { what, source })?;
     Ok(GeneratedCerts {
         ca_pem: ca.pem(),
         cert_pem: cert.pem(),

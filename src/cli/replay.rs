@@ -18,10 +18,11 @@ use kadmit_core::replay::{
     patch_summary,
 };
 use kadmit_core::review::AdmissionResponse;
-use kadmit_core::{ClusterView, Config, Pipeline};
+use kadmit_core::{ClusterView, Pipeline};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::serve::load_config;
 use crate::error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 /// Flags of `kadmit replay`.
@@ -358,22 +359,6 @@ fn evaluate(replayable: Replayable, source: String, context: &FileContext<'_>) -
         replayed,
         changes,
     }
-}
-
-/// The configuration, as `serve` reads it.
-fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
-    let Some(path) = path else {
-        return Ok(Config::default());
-    };
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
-    Config::from_yaml(&text).map_err(|source| CliError::Config {
-        path: path.to_owned(),
-        source,
-    })
 }
 
 /// The file itself (any name), or a directory's review files, recursively, sorted. Symbolic

@@ -296,7 +296,8 @@ fn start_capture(
     Ok(handle)
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+/// The configuration file, or the built-in defaults without one (shared by serve and replay).
+pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     let Some(path) = path else {
         return Ok(Config::default());
     };

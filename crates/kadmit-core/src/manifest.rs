@@ -113,7 +113,8 @@ fn object(
     }
 }
 
-fn json_type(value: &Value) -> &'static str {
+/// How a JSON value is named in error messages ("found a list").
+pub(crate) fn json_type(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -459,7 +459,7 @@ fn decode_one(
     let map = match value {
         Value::Object(map) => map,
         Value::Null => return Err(InputError::Null),
-        other => return Err(InputError::NotAnObject(json_type(&other))),
+        other => return Err(InputError::NotAnObject(crate::manifest::json_type(&other))),
     };
     let has = |key: &str| map.contains_key(key);
     let kind = map.get("kind");
@@ -577,7 +577,7 @@ fn misplaced_object(request: &Value, prefix: &str) -> Option<InputError> {
                     let ellipsis = if shown.len() < text.len() { "…" } else { "" };
                     format!("`{}{ellipsis}`", Value::String(shown))
                 }
-                other => json_type(other).to_owned(),
+                other => crate::manifest::json_type(other).to_owned(),
             };
             Some(InputError::NotAnObjectAt {
                 path: format!("{prefix}.{field}"),
@@ -617,7 +617,7 @@ fn capture_record(mut map: Map<String, Value>) -> Result<Replayable, InputError>
         Some(other) => {
             return Err(InputError::Capture(format!(
                 "`review` is {}, expected an AdmissionReview object",
-                json_type(&other)
+                crate::manifest::json_type(&other)
             )));
         }
     };
@@ -726,7 +726,7 @@ fn manifest(
         Some(other) => {
             return Err(InputError::Manifest(format!(
                 "`metadata` is {}, expected an object",
-                json_type(other)
+                crate::manifest::json_type(other)
             )));
         }
     }
@@ -800,17 +800,6 @@ fn default_sourceless_volumes(object: &mut Value, gvk: &crate::review::GroupVers
                 volume.insert("emptyDir".to_owned(), json!({}));
             }
         }
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -999,7 +988,7 @@ impl Recorded {
         let Value::Object(map) = response else {
             return Err(format!(
                 "the recorded response is {}, expected an object",
-                json_type(response)
+                crate::manifest::json_type(response)
             ));
         };
         let status = map.get("status");
@@ -1027,7 +1016,7 @@ impl Recorded {
                 Some(Value::String(encoded)) => decode_patch(encoded),
                 Some(other) => Err(format!(
                     "the recorded patch is {}, expected a base64 string",
-                    json_type(other)
+                    crate::manifest::json_type(other)
                 )),
             },
         })
@@ -1043,7 +1032,7 @@ fn decode_patch(encoded: &str) -> Result<Vec<Value>, String> {
         Ok(Value::Array(ops)) => Ok(ops),
         Ok(other) => Err(format!(
             "the recorded patch is {}, expected a JSON Patch (a list)",
-            json_type(&other)
+            crate::manifest::json_type(&other)
         )),
         Err(e) => Err(format!(
             "the recorded patch is not JSON: {}",

@@ -94,7 +94,7 @@ impl Snapshot {
                         item: None,
                         message: format!(
                             "expected a Kubernetes object, found {}",
-                            type_name(&other)
+                            crate::manifest::json_type(&other)
                         ),
                     });
                 }
@@ -330,17 +330,6 @@ fn check_role_ref(binding_kind: &str, object: &Value, kinds: &[&str]) -> Result<
         return Err(format!("the {binding_kind} has no roleRef.name"));
     }
     Ok(())
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl ClusterView for Snapshot {

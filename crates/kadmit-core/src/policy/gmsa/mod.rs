@@ -10,7 +10,7 @@
 
 pub mod canonical;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, WindowsSecurityContextOptions};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext, WindowsSecurityContextOptions};
 
 use self::canonical::to_go_json;
 use super::{Policy, PolicyError, PolicyOutcome, ReviewContext};
@@ -38,6 +38,37 @@ struct Entry<'a> {
     options: &'a WindowsSecurityContextOptions,
 }
 
+/// A pod's containers by list, as (name, security context), in the order entries are visited.
+type ContainerLists<'a> = [(&'static str, Vec<(&'a str, Option<&'a SecurityContext>)>); 3];
+
+fn container_lists(spec: &PodSpec) -> ContainerLists<'_> {
+    [
+        (
+            "containers",
+            spec.containers
+                .iter()
+                .map(|c| (c.name.as_str(), c.security_context.as_ref()))
+                .collect(),
+        ),
+        (
+            "initContainers",
+            spec.init_containers
+                .iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c.security_context.as_ref()))
+                .collect(),
+        ),
+        (
+            "ephemeralContainers",
+            spec.ephemeral_containers
+                .iter()
+                .flatten()
+                .map(|c| (c.name.as_str(), c.security_context.as_ref()))
+                .collect(),
+        ),
+    ]
+}
+
 /// Every non-null `windowsOptions` of the pod: pod level, then containers, init containers and
 /// ephemeral containers, each by index.
 fn entries<'a>(pod_name: &'a str, spec: &'a PodSpec) -> Vec<Entry<'a>> {
@@ -55,64 +86,19 @@ fn entries<'a>(pod_name: &'a str, spec: &'a PodSpec) -> Vec<Entry<'a>> {
             options,
         });
     }
-    let mut containers =
-        |list: &'static str, items: Vec<(&'a str, Option<&'a WindowsSecurityContextOptions>)>| {
-            for (i, (name, options)) in items.into_iter().enumerate() {
-                if let Some(options) = options {
-                    out.push(Entry {
-                        kind: "container",
-                        name,
-                        list: Some(list),
-                        pointer: format!("/spec/{list}/{i}/securityContext/windowsOptions"),
-                        options,
-                    });
-                }
+    for (list, containers) in container_lists(spec) {
+        for (i, (name, sc)) in containers.into_iter().enumerate() {
+            if let Some(options) = sc.and_then(|sc| sc.windows_options.as_ref()) {
+                out.push(Entry {
+                    kind: "container",
+                    name,
+                    list: Some(list),
+                    pointer: format!("/spec/{list}/{i}/securityContext/windowsOptions"),
+                    options,
+                });
             }
-        };
-    containers(
-        "containers",
-        spec.containers
-            .iter()
-            .map(|c| {
-                (
-                    c.name.as_str(),
-                    c.security_context
-                        .as_ref()
-                        .and_then(|sc| sc.windows_options.as_ref()),
-                )
-            })
-            .collect(),
-    );
-    containers(
-        "initContainers",
-        spec.init_containers
-            .iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c.name.as_str(),
-                    c.security_context
-                        .as_ref()
-                        .and_then(|sc| sc.windows_options.as_ref()),
-                )
-            })
-            .collect(),
-    );
-    containers(
-        "ephemeralContainers",
-        spec.ephemeral_containers
-            .iter()
-            .flatten()
-            .map(|c| {
-                (
-                    c.name.as_str(),
-                    c.security_context
-                        .as_ref()
-                        .and_then(|sc| sc.windows_options.as_ref()),
-                )
-            })
-            .collect(),
-    );
+        }
+    }
     out
 }
 
@@ -122,32 +108,17 @@ fn old_options<'a>(
     entry: &Entry<'_>,
     old: &'a PodSpec,
 ) -> Option<&'a WindowsSecurityContextOptions> {
-    let from = |sc: Option<&'a k8s_openapi::api::core::v1::SecurityContext>| {
-        sc.and_then(|sc| sc.windows_options.as_ref())
-    };
-    match entry.list {
-        None => old
+    let Some(list) = entry.list else {
+        return old
             .security_context
             .as_ref()
-            .and_then(|sc| sc.windows_options.as_ref()),
-        Some("containers") => old
-            .containers
-            .iter()
-            .find(|c| c.name == entry.name)
-            .and_then(|c| from(c.security_context.as_ref())),
-        Some("initContainers") => old
-            .init_containers
-            .iter()
-            .flatten()
-            .find(|c| c.name == entry.name)
-            .and_then(|c| from(c.security_context.as_ref())),
-        Some(_) => old
-            .ephemeral_containers
-            .iter()
-            .flatten()
-            .find(|c| c.name == entry.name)
-            .and_then(|c| from(c.security_context.as_ref())),
-    }
+            .and_then(|sc| sc.windows_options.as_ref());
+    };
+    container_lists(old)
+        .into_iter()
+        .find(|(l, _)| *l == list)
+        .and_then(|(_, containers)| containers.into_iter().find(|(name, _)| *name == entry.name))
+        .and_then(|(_, sc)| sc.and_then(|sc| sc.windows_options.as_ref()))
 }
 
 fn is_new_ephemeral(entry: &Entry<'_>, old: &PodSpec) -> bool {
