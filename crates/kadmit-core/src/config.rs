@@ -256,11 +256,11 @@ impl Default for DefaultResourcesConfig {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ResourceRule {
     /// Namespaces the rule applies to.
-    pub namespace_selector: LabelSelector,
+    pub namespace_selector: NamespaceSelector,
     /// Default limits.
-    pub default: BTreeMap<String, Quantity>,
+    pub default: BTreeMap<String, ResourceQuantity>,
     /// Default requests.
-    pub default_request: BTreeMap<String, Quantity>,
+    pub default_request: BTreeMap<String, ResourceQuantity>,
 }
 
 /// `imagePullSecrets`.
@@ -280,7 +280,7 @@ pub struct PullSecretRule {
     /// Secrets added when an image matches.
     pub secrets: Vec<String>,
     /// Namespaces the rule applies to.
-    pub namespace_selector: LabelSelector,
+    pub namespace_selector: NamespaceSelector,
 }
 
 /// `securityDefaults`.
@@ -296,7 +296,7 @@ pub struct SecurityDefaultsConfig {
     /// Add `ALL` to `capabilities.drop` where drop is empty.
     pub drop_all_capabilities: bool,
     /// Namespaces the defaults apply to.
-    pub namespace_selector: LabelSelector,
+    pub namespace_selector: NamespaceSelector,
 }
 
 impl Default for SecurityDefaultsConfig {
@@ -306,8 +306,71 @@ impl Default for SecurityDefaultsConfig {
             seccomp_profile: Some("RuntimeDefault".to_owned()),
             allow_privilege_escalation: Some(false),
             drop_all_capabilities: false,
-            namespace_selector: LabelSelector::default(),
+            namespace_selector: NamespaceSelector::default(),
         }
+    }
+}
+
+/// A resource quantity such as `500m`, `0.5`, `128Mi` or `1e3`, checked when the configuration
+/// is read (a YAML number is accepted as its decimal text), so a typo is a start-up error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceQuantity(pub Quantity);
+
+impl<'de> Deserialize<'de> for ResourceQuantity {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = String;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quantity such as 500m or 128Mi")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_owned())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+        }
+        let text = deserializer.deserialize_any(Visitor)?;
+        let quantity = Quantity(text);
+        kube_quantity::ParsedQuantity::try_from(&quantity).map_err(|e| {
+            serde::de::Error::custom(format!("invalid quantity `{}`: {e}", quantity.0))
+        })?;
+        Ok(ResourceQuantity(quantity))
+    }
+}
+
+/// A `metav1.LabelSelector` for namespaces, checked when the configuration is read: operators
+/// must be `In`, `NotIn`, `Exists` or `DoesNotExist`, with values exactly when `In`/`NotIn`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NamespaceSelector(pub LabelSelector);
+
+impl<'de> Deserialize<'de> for NamespaceSelector {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let selector = LabelSelector::deserialize(deserializer)?;
+        for (i, expression) in selector.match_expressions.iter().flatten().enumerate() {
+            let values = expression.values.as_deref().unwrap_or_default();
+            let problem = match expression.operator.as_str() {
+                "In" | "NotIn" if values.is_empty() => Some("needs at least one value"),
+                "Exists" | "DoesNotExist" if !values.is_empty() => Some("takes no values"),
+                "In" | "NotIn" | "Exists" | "DoesNotExist" => None,
+                _ => Some("is not one of In, NotIn, Exists, DoesNotExist"),
+            };
+            if let Some(problem) = problem {
+                return Err(D::Error::custom(format!(
+                    "matchExpressions[{i}] (key `{}`): operator `{}` {problem}",
+                    expression.key, expression.operator
+                )));
+            }
+        }
+        Ok(NamespaceSelector(selector))
     }
 }
 
@@ -376,7 +439,7 @@ failure: {onError: allow}
         );
         assert_eq!(config.pod_security.workloads, WorkloadMode::Enforce);
         assert_eq!(config.failure.on_error, OnError::Allow);
-        assert_eq!(config.default_resources.rules[0].default["cpu"].0, "500m");
+        assert_eq!(config.default_resources.rules[0].default["cpu"].0.0, "500m");
     }
 
     #[test]
@@ -409,6 +472,40 @@ failure: {onError: allow}
         assert!(
             err.to_string()
                 .starts_with("nonsense: unknown field `nonsense`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quantities_and_selectors_are_checked() {
+        let config = Config::from_yaml("defaultResources:\n  rules:\n  - default: {cpu: 1, memory: 0.5Gi}\n    defaultRequest: {cpu: 0.25}\n").unwrap();
+        assert_eq!(config.default_resources.rules[0].default["cpu"].0.0, "1");
+        assert_eq!(
+            config.default_resources.rules[0].default_request["cpu"].0.0,
+            "0.25"
+        );
+        let err = Config::from_yaml("defaultResources:\n  rules:\n  - default: {cpu: 12x}\n")
+            .unwrap_err();
+        assert_eq!(err.path, "defaultResources.rules[0].default.cpu");
+        assert!(err.message.starts_with("invalid quantity `12x`"), "{err}");
+        assert!(err.message.contains("line 3"), "{err}");
+        let err = Config::from_yaml(
+            "imagePullSecrets:\n  rules:\n  - namespaceSelector:\n      matchExpressions: [{key: team, operator: Equals, values: [a]}]\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.path, "imagePullSecrets.rules[0].namespaceSelector");
+        assert!(
+            err.message
+                .starts_with("matchExpressions[0] (key `team`): operator `Equals` is not one of"),
+            "{err}"
+        );
+        let err = Config::from_yaml(
+            "securityDefaults:\n  namespaceSelector:\n    matchExpressions: [{key: team, operator: In}]\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.message
+                .contains("operator `In` needs at least one value"),
             "{err}"
         );
     }
