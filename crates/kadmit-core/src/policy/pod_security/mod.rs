@@ -128,6 +128,18 @@ impl PodSecurity {
             .any(|u| u == username)
     }
 
+    /// Why a pod or workload request is exempt before anything is looked up: its namespace, then
+    /// its user, as upstream checks them.
+    fn exempt_request(&self, req: &crate::review::AdmissionRequest) -> Option<&'static str> {
+        if self.exempt_namespace(req.namespace()) {
+            Some("namespace")
+        } else if self.exempt_user(&req.user_info.username) {
+            Some("user")
+        } else {
+            None
+        }
+    }
+
     fn exempt_runtime_class(&self, spec: &PodSpec) -> bool {
         spec.runtime_class_name.as_deref().is_some_and(|rc| {
             self.config
@@ -181,12 +193,7 @@ impl PodSecurity {
                 ERROR_ANNOTATION.to_owned(),
                 format!("Failed to parse policy: {}", aggregate(policy_errors)),
             );
-            outcome
-                .events
-                .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                    fatal: false,
-                    request: request.clone(),
-                }));
+            outcome.events.push(error_event(false, request.clone()));
         }
         let mut cache = Cache::default();
         if let Some(deny) = enforce {
@@ -248,11 +255,8 @@ impl PodSecurity {
         if !matches!(req.operation, Operation::Create | Operation::Update) {
             return PolicyOutcome::default();
         }
-        if self.exempt_namespace(req.namespace()) {
-            return exempt_outcome("namespace", request);
-        }
-        if self.exempt_user(&req.user_info.username) {
-            return exempt_outcome("user", request);
+        if let Some(why) = self.exempt_request(req) {
+            return exempt_outcome(why, request);
         }
         let namespace = match lookup_namespace(ctx) {
             Ok(namespace) => namespace,
@@ -268,12 +272,7 @@ impl PodSecurity {
                 outcome
                     .audit_annotations
                     .insert(ERROR_ANNOTATION.to_owned(), cause);
-                outcome
-                    .events
-                    .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                        fatal: true,
-                        request,
-                    }));
+                outcome.events.push(error_event(true, request));
                 return outcome;
             }
         };
@@ -291,24 +290,14 @@ impl PodSecurity {
         }
         let Some(pod) = ctx.object.and_then(TypedObject::as_pod) else {
             let mut outcome = deny_outcome(400, "BadRequest", "failed to decode object".to_owned());
-            outcome
-                .events
-                .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                    fatal: true,
-                    request,
-                }));
+            outcome.events.push(error_event(true, request));
             return outcome;
         };
         if req.operation == Operation::Update {
             let Some(old) = ctx.old_object.and_then(TypedObject::as_pod) else {
                 let mut outcome =
                     deny_outcome(400, "BadRequest", "failed to decode old object".to_owned());
-                outcome
-                    .events
-                    .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                        fatal: true,
-                        request,
-                    }));
+                outcome.events.push(error_event(true, request));
                 return outcome;
             };
             if !is_significant_pod_update(pod, old) {
@@ -343,11 +332,8 @@ impl PodSecurity {
         {
             return PolicyOutcome::default();
         }
-        if self.exempt_namespace(req.namespace()) {
-            return exempt_outcome("namespace", request);
-        }
-        if self.exempt_user(&req.user_info.username) {
-            return exempt_outcome("user", request);
+        if let Some(why) = self.exempt_request(req) {
+            return exempt_outcome(why, request);
         }
         let enforce = self.config.workloads == WorkloadMode::Enforce;
         let namespace = match lookup_namespace(ctx) {
@@ -362,12 +348,7 @@ impl PodSecurity {
                         req.namespace()
                     ),
                 );
-                outcome
-                    .events
-                    .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                        fatal: true,
-                        request,
-                    }));
+                outcome.events.push(error_event(true, request));
                 return outcome;
             }
         };
@@ -384,12 +365,7 @@ impl PodSecurity {
                 ERROR_ANNOTATION.to_owned(),
                 "failed to decode object".to_owned(),
             );
-            outcome
-                .events
-                .push(PolicyEvent::PodSecurity(MetricEvent::Error {
-                    fatal: true,
-                    request,
-                }));
+            outcome.events.push(error_event(true, request));
             return outcome;
         };
         let Some((meta, spec)) = template_of(workload) else {
@@ -598,6 +574,11 @@ fn lookup_namespace(ctx: &ReviewContext<'_>) -> Result<Option<BTreeMap<String, S
         Ok(None) => Err(format!("namespaces \"{name}\" not found")),
         Err(err) => Err(err.to_string()),
     }
+}
+
+/// The `pod_security_errors_total` event.
+fn error_event(fatal: bool, request: MetricRequest) -> PolicyEvent {
+    PolicyEvent::PodSecurity(MetricEvent::Error { fatal, request })
 }
 
 fn exempt_outcome(why: &str, request: MetricRequest) -> PolicyOutcome {
