@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::image::ImagePattern;
+
 /// The whole configuration; every section and key is optional and has the documented default.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -27,6 +29,8 @@ pub struct Config {
     pub security_defaults: SecurityDefaultsConfig,
     /// What to answer when a policy cannot decide.
     pub failure: FailureConfig,
+    /// Where the mutating policies say what they changed.
+    pub mutation_summary: MutationSummary,
 }
 
 /// The configuration file does not describe a valid configuration.
@@ -50,7 +54,7 @@ impl Config {
             return Ok(Config::default());
         }
         let de = serde_yaml_ng::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|err| {
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
             let path = err.path().to_string();
             let message = err.into_inner().to_string();
             // serde_yaml_ng starts some messages with the path, or its parent's; say it once.
@@ -70,7 +74,32 @@ impl Config {
                 },
                 message,
             }
-        })
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what spans several keys, which the per-key parsing cannot: a rule's default
+    /// request must not exceed its default limit, or every pod it applies to would be invalid.
+    fn check(&self) -> Result<(), ConfigError> {
+        for (i, rule) in self.default_resources.rules.iter().enumerate() {
+            for (resource, request) in &rule.default_request {
+                let Some(limit) = rule.default.get(resource) else {
+                    continue;
+                };
+                if request.parsed() > limit.parsed() {
+                    return Err(ConfigError {
+                        path: format!("defaultResources.rules[{i}].defaultRequest.{resource}"),
+                        message: format!(
+                            "the default request {} is above the default limit {} of the same \
+                             rule; pods given both would be invalid",
+                            request.0.0, limit.0.0
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -267,20 +296,76 @@ pub struct ResourceRule {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ImagePullSecretsConfig {
-    /// Rules, in order.
+    /// Rules, in order; every matching rule contributes its secrets.
     pub rules: Vec<PullSecretRule>,
+    /// Watch Secrets' metadata so a rule's secret missing from the pod's namespace is reported.
+    /// Off by default: RBAC cannot grant metadata alone, so this needs list/watch on Secrets.
+    pub watch_secrets: bool,
 }
 
 /// One `imagePullSecrets.rules` entry.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PullSecretRule {
     /// Patterns on the normalized image reference.
-    pub images: Vec<String>,
+    #[serde(deserialize_with = "non_empty")]
+    pub images: Vec<ImagePattern>,
     /// Secrets added when an image matches.
-    pub secrets: Vec<String>,
+    #[serde(deserialize_with = "non_empty")]
+    pub secrets: Vec<SecretName>,
     /// Namespaces the rule applies to.
+    #[serde(default)]
     pub namespace_selector: NamespaceSelector,
+}
+
+/// A list that must have at least one element: an empty `images` or `secrets` makes a rule that
+/// can never do anything, which is a mistake worth stopping for.
+fn non_empty<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let items = Vec::<T>::deserialize(deserializer)?;
+    if items.is_empty() {
+        return Err(serde::de::Error::custom(
+            "must list at least one entry; a rule without one never applies",
+        ));
+    }
+    Ok(items)
+}
+
+/// The name of a Secret: a DNS subdomain (lowercase letters, digits, `-` and `.`, at most 253
+/// characters), as the API server requires, so a typo cannot reach pods.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SecretName(pub String);
+
+impl SecretName {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        let label_ok = |label: &str| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(serde::de::Error::custom(format!(
+                "`{name}` is not a valid Secret name: use lowercase letters, digits, `-` and `.`, \
+                 starting and ending with a letter or digit"
+            )));
+        }
+        Ok(SecretName(name))
+    }
 }
 
 /// `securityDefaults`.
@@ -289,9 +374,11 @@ pub struct PullSecretRule {
 pub struct SecurityDefaultsConfig {
     /// Off by default: changing pods' security settings must be asked for.
     pub enabled: bool,
-    /// The seccomp profile type set where neither pod nor container sets one.
-    pub seccomp_profile: Option<String>,
-    /// The value set where `allowPrivilegeEscalation` is unset.
+    /// The seccomp profile type set where neither pod nor container sets one; `null` to not set.
+    pub seccomp_profile: Option<SeccompDefault>,
+    /// The value set where `allowPrivilegeEscalation` is unset: `false`, or `null` to not set
+    /// (`true` is refused: it is already what unset means).
+    #[serde(deserialize_with = "only_false")]
     pub allow_privilege_escalation: Option<bool>,
     /// Add `ALL` to `capabilities.drop` where drop is empty.
     pub drop_all_capabilities: bool,
@@ -303,7 +390,7 @@ impl Default for SecurityDefaultsConfig {
     fn default() -> Self {
         SecurityDefaultsConfig {
             enabled: false,
-            seccomp_profile: Some("RuntimeDefault".to_owned()),
+            seccomp_profile: Some(SeccompDefault::RuntimeDefault),
             allow_privilege_escalation: Some(false),
             drop_all_capabilities: false,
             namespace_selector: NamespaceSelector::default(),
@@ -311,10 +398,67 @@ impl Default for SecurityDefaultsConfig {
     }
 }
 
+/// `securityDefaults.seccompProfile`: the profile types a default may set. `Localhost` needs a
+/// per-node file and `Unconfined` weakens pods, so neither is a sensible default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum SeccompDefault {
+    /// The container runtime's default profile.
+    RuntimeDefault,
+}
+
+impl SeccompDefault {
+    /// The `seccompProfile.type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeccompDefault::RuntimeDefault => "RuntimeDefault",
+        }
+    }
+}
+
+fn only_false<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    match Option::<bool>::deserialize(deserializer)? {
+        Some(true) => Err(serde::de::Error::custom(
+            "only `false` (or null, to leave it unset) makes sense: an unset \
+             allowPrivilegeEscalation already allows escalation",
+        )),
+        other => Ok(other),
+    }
+}
+
+/// `mutationSummary`: where the mutating policies say what they changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MutationSummary {
+    /// As audit annotations (`<webhook>/default-resources` and so on), visible in audit logs.
+    #[default]
+    AuditAnnotations,
+    /// As warnings, shown by kubectl to whoever created the pod.
+    Warnings,
+    /// Both.
+    Both,
+    /// Nowhere (the pod's own annotations, such as `kubernetes.io/limit-ranger`, still say it).
+    None,
+}
+
 /// A resource quantity such as `500m`, `0.5`, `128Mi` or `1e3`, checked when the configuration
 /// is read (a YAML number is accepted as its decimal text), so a typo is a start-up error.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ResourceQuantity(pub Quantity);
+pub struct ResourceQuantity(pub Quantity, kube_quantity::ParsedQuantity);
+
+impl ResourceQuantity {
+    /// Parses `text`; the error says why it is not a quantity.
+    pub fn parse(text: &str) -> Result<ResourceQuantity, String> {
+        let quantity = Quantity(text.to_owned());
+        let parsed = kube_quantity::ParsedQuantity::try_from(&quantity)
+            .map_err(|e| format!("invalid quantity `{text}`: {e}"))?;
+        Ok(ResourceQuantity(quantity, parsed))
+    }
+
+    /// The value, for comparisons by value (`1Gi` == `1024Mi`, `0.5` == `500m`).
+    pub fn parsed(&self) -> &kube_quantity::ParsedQuantity {
+        &self.1
+    }
+}
 
 impl<'de> Deserialize<'de> for ResourceQuantity {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -338,18 +482,40 @@ impl<'de> Deserialize<'de> for ResourceQuantity {
             }
         }
         let text = deserializer.deserialize_any(Visitor)?;
-        let quantity = Quantity(text);
-        kube_quantity::ParsedQuantity::try_from(&quantity).map_err(|e| {
-            serde::de::Error::custom(format!("invalid quantity `{}`: {e}", quantity.0))
-        })?;
-        Ok(ResourceQuantity(quantity))
+        ResourceQuantity::parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
 /// A `metav1.LabelSelector` for namespaces, checked when the configuration is read: operators
 /// must be `In`, `NotIn`, `Exists` or `DoesNotExist`, with values exactly when `In`/`NotIn`.
+///
+/// Matched against the namespace's labels plus `kubernetes.io/metadata.name`, which the API
+/// server sets on every namespace (and which snapshot objects written by hand may lack).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct NamespaceSelector(pub LabelSelector);
+pub struct NamespaceSelector {
+    /// As written.
+    pub selector: LabelSelector,
+    compiled: kube_core::Selector,
+}
+
+impl NamespaceSelector {
+    /// Whether a namespace called `name` with `labels` is selected.
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        use kube_core::SelectorExt as _;
+        if self.compiled.selects_all() {
+            return true;
+        }
+        if labels.contains_key(NAMESPACE_NAME_LABEL) {
+            return self.compiled.matches(labels);
+        }
+        let mut labels = labels.clone();
+        labels.insert(NAMESPACE_NAME_LABEL.to_owned(), name.to_owned());
+        self.compiled.matches(&labels)
+    }
+}
+
+/// The label the API server puts on every namespace, holding its name.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
 impl<'de> Deserialize<'de> for NamespaceSelector {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -370,7 +536,9 @@ impl<'de> Deserialize<'de> for NamespaceSelector {
                 )));
             }
         }
-        Ok(NamespaceSelector(selector))
+        let compiled = kube_core::Selector::try_from(selector.clone())
+            .map_err(|e| D::Error::custom(e.to_string()))?;
+        Ok(NamespaceSelector { selector, compiled })
     }
 }
 

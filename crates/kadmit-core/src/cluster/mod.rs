@@ -12,7 +12,7 @@ pub use snapshot::{Snapshot, SnapshotError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod};
 
 /// The cluster view cannot answer a question.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +46,21 @@ pub trait ClusterView: Send + Sync {
         &self,
         name: &str,
     ) -> Result<Option<Arc<GmsaCredentialSpec>>, ClusterError>;
+
+    /// The LimitRanges of `namespace`, ordered by name (the API server's LimitRanger takes them
+    /// in its cache's order, which is unspecified; by name is the same on every replica and
+    /// offline). Objects are already defaulted as the API server stores them. A view that does
+    /// not track LimitRanges has none.
+    fn limit_ranges(&self, _namespace: &str) -> Result<Vec<Arc<LimitRange>>, ClusterError> {
+        Ok(Vec::new())
+    }
+
+    /// Whether the Secret `namespace/name` exists: `None` when the view does not know the
+    /// namespace's Secrets (it does not watch them, or the snapshot has none), so callers do not
+    /// report a secret as missing on no evidence.
+    fn secret_exists(&self, _namespace: &str, _name: &str) -> Result<Option<bool>, ClusterError> {
+        Ok(None)
+    }
 
     /// Whether `request.user` may do `request.verb` on the resource, answered by the cluster's
     /// authorizer (live: a SubjectAccessReview, cached; snapshot: its RBAC objects). May wait

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use k8s_openapi::Resource;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -61,6 +61,11 @@ pub struct Snapshot {
     gmsa_credential_specs: HashMap<String, Arc<GmsaCredentialSpec>>,
     /// ServiceAccount names by namespace.
     service_accounts: HashMap<String, BTreeSet<String>>,
+    /// LimitRanges by namespace, ordered by name, defaulted as the API server stores them.
+    limit_ranges: HashMap<String, Vec<Arc<LimitRange>>>,
+    /// Secret names by namespace; `None` when the snapshot has no Secret at all, so it says
+    /// nothing about which exist.
+    secrets: Option<HashMap<String, BTreeSet<String>>>,
     /// The RBAC objects.
     rbac: Rbac,
     /// Objects of kinds no enabled policy reads, by kind, so callers can say what was not used.
@@ -193,6 +198,34 @@ impl Snapshot {
             .is_some_and(|names| names.contains(name))
     }
 
+    /// Adds a LimitRange (for building snapshots in code), applying the API server's object
+    /// defaulting, and keeps the namespace's LimitRanges ordered by name.
+    pub fn insert_limit_range(&mut self, mut limit_range: LimitRange) {
+        crate::defaulting::default_limit_range(&mut limit_range);
+        let namespace = limit_range
+            .metadata
+            .namespace
+            .clone()
+            .filter(|namespace| !namespace.is_empty())
+            .unwrap_or_else(|| "default".to_owned());
+        let ranges = self.limit_ranges.entry(namespace).or_default();
+        let name = limit_range.metadata.name.clone();
+        ranges.retain(|r| r.metadata.name != name);
+        ranges.push(Arc::new(limit_range));
+        ranges.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    }
+
+    /// Records that the Secret `namespace/name` exists (for building snapshots in code). Once a
+    /// snapshot has any Secret, it is taken to list every Secret of every namespace, as
+    /// `kubectl get secrets -A` prints them.
+    pub fn insert_secret(&mut self, namespace: &str, name: &str) {
+        self.secrets
+            .get_or_insert_default()
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned());
+    }
+
     /// The snapshot's RBAC objects.
     pub fn rbac(&self) -> &Rbac {
         &self.rbac
@@ -240,6 +273,23 @@ impl Snapshot {
                     .unwrap_or_else(|| "default".to_owned());
                 let name = account.metadata.name.unwrap_or_default();
                 self.insert_service_account(&namespace, &name);
+            }
+            "LimitRange" => {
+                let limit_range: LimitRange = decode(object)?;
+                self.insert_limit_range(limit_range);
+            }
+            "Secret" => {
+                // Only the name matters; the data is never read (nor kept).
+                let metadata = object.get("metadata").cloned().unwrap_or_default();
+                let metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta =
+                    serde_path_to_error::deserialize(metadata).map_err(|e| {
+                        format!("not a valid Secret: metadata.{}: {}", e.path(), e.inner())
+                    })?;
+                let namespace = metadata
+                    .namespace
+                    .filter(|namespace| !namespace.is_empty())
+                    .unwrap_or_else(|| "default".to_owned());
+                self.insert_secret(&namespace, &metadata.name.unwrap_or_default());
             }
             "Role" => self.rbac.insert_role(decode(object)?),
             "ClusterRole" => self.rbac.insert_cluster_role(decode(object)?),
@@ -356,6 +406,18 @@ impl ClusterView for Snapshot {
         Ok(self.gmsa_credential_specs.get(name).cloned())
     }
 
+    fn limit_ranges(&self, namespace: &str) -> Result<Vec<Arc<LimitRange>>, ClusterError> {
+        Ok(self.limit_ranges.get(namespace).cloned().unwrap_or_default())
+    }
+
+    fn secret_exists(&self, namespace: &str, name: &str) -> Result<Option<bool>, ClusterError> {
+        Ok(self.secrets.as_ref().map(|secrets| {
+            secrets
+                .get(namespace)
+                .is_some_and(|names| names.contains(name))
+        }))
+    }
+
     /// Evaluates the snapshot's RBAC objects (in memory: the deadline is not needed). With no
     /// RBAC objects at all, denies with a reason saying so, rather than upstream's empty one.
     fn authorize(
@@ -391,6 +453,30 @@ mod tests {
             snapshot.unused.get("ConfigMap (not a kind kadmit reads)"),
             Some(&1)
         );
+    }
+
+    #[test]
+    fn reads_limit_ranges_and_secret_names() {
+        let without = Snapshot::parse("kind: Namespace\nmetadata: {name: a}\n").unwrap();
+        assert_eq!(without.secret_exists("a", "regcred").unwrap(), None);
+        assert!(without.limit_ranges("a").unwrap().is_empty());
+        let snapshot = Snapshot::parse(
+            "kind: LimitRange\napiVersion: v1\nmetadata: {name: z, namespace: a}\nspec: {limits: [{type: Container, max: {cpu: '2'}}]}\n---\nkind: LimitRange\nmetadata: {name: b, namespace: a}\nspec: {limits: []}\n---\nkind: Secret\napiVersion: v1\nmetadata: {name: regcred, namespace: a}\ntype: kubernetes.io/dockerconfigjson\ndata: {.dockerconfigjson: e30=}\n",
+        )
+        .unwrap();
+        assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
+        let ranges = snapshot.limit_ranges("a").unwrap();
+        let names: Vec<_> = ranges.iter().map(|r| r.metadata.name.as_deref().unwrap()).collect();
+        assert_eq!(names, ["b", "z"]);
+        // Stored defaulted: max became default, default became defaultRequest.
+        let item = &ranges[1].spec.as_ref().unwrap().limits[0];
+        assert_eq!(item.default.as_ref().unwrap()["cpu"].0, "2");
+        assert_eq!(item.default_request.as_ref().unwrap()["cpu"].0, "2");
+        assert_eq!(snapshot.secret_exists("a", "regcred").unwrap(), Some(true));
+        assert_eq!(snapshot.secret_exists("a", "other").unwrap(), Some(false));
+        assert_eq!(snapshot.secret_exists("b", "regcred").unwrap(), Some(false));
+        let err = Snapshot::parse("kind: Secret\nmetadata: {name: s, labels: [1]}\n").unwrap_err();
+        assert!(err.message.starts_with("not a valid Secret: metadata.labels"), "{err}");
     }
 
     #[test]

@@ -4,9 +4,13 @@
 //! I/O, no clock, no async. That is what lets `serve`, `replay`, `check` and the benchmarks share
 //! one code path and give the same answer for the same input.
 
+pub mod default_resources;
 pub mod gmsa;
+pub mod image_pull_secrets;
+mod mutation;
 pub mod pipeline;
 pub mod pod_security;
+pub mod security_defaults;
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use json_patch::PatchOperation;
 
+use super::default_resources::DefaultResources;
 use super::gmsa::Gmsa;
+use super::image_pull_secrets::ImagePullSecrets;
+use super::security_defaults::SecurityDefaults;
 use super::pod_security::PodSecurity;
 use super::{Endpoint, Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterView;
@@ -50,6 +53,27 @@ impl Pipeline {
         }
         if config.gmsa.enabled {
             policies.push(Arc::new(Gmsa::new(config.gmsa.clone())));
+        }
+        // The defaulting policies, in the order their patches are combined: resources first
+        // (they only touch `resources` and one annotation), then pull secrets, then security
+        // settings. Each sees the pod as the ones before it left it.
+        if config.default_resources.limit_ranges || !config.default_resources.rules.is_empty() {
+            policies.push(Arc::new(DefaultResources::new(
+                config.default_resources.clone(),
+                config.mutation_summary,
+            )));
+        }
+        if !config.image_pull_secrets.rules.is_empty() {
+            policies.push(Arc::new(ImagePullSecrets::new(
+                config.image_pull_secrets.clone(),
+                config.mutation_summary,
+            )));
+        }
+        if config.security_defaults.enabled {
+            policies.push(Arc::new(SecurityDefaults::new(
+                config.security_defaults.clone(),
+                config.mutation_summary,
+            )));
         }
         Pipeline {
             policies,
