@@ -130,7 +130,8 @@ async fn limit_range_max_becomes_default_limit_and_request() {
     )
     .await;
     let mutated = mutate(&server, &web()).await;
-    let annotation = "LimitRanger plugin set: memory request for container web; memory limit for container web";
+    let annotation =
+        "LimitRanger plugin set: memory request for container web; memory limit for container web";
     assert_eq!(
         mutated.ops,
         json!([
@@ -236,7 +237,10 @@ async fn init_containers_yes_ephemeral_no_existing_values_kept_and_annotation_or
         spec["initContainers"][0]["resources"],
         json!({"limits": {"cpu": "500m", "memory": "256Mi"}, "requests": {"cpu": "100m", "memory": "128Mi"}})
     );
-    assert_eq!(spec["ephemeralContainers"][0], json!({"name": "debug", "image": "busybox"}));
+    assert_eq!(
+        spec["ephemeralContainers"][0],
+        json!({"name": "debug", "image": "busybox"})
+    );
     let annotation = "LimitRanger plugin set: memory request for container web; memory limit for container web; cpu request for container sidecar; cpu, memory limit for container sidecar; cpu, memory request for init container migrate; cpu, memory limit for init container migrate";
     assert_eq!(
         mutated.patched["metadata"]["annotations"],

@@ -28,7 +28,11 @@ pub fn default_limit_range(limit_range: &mut LimitRange) {
     let Some(spec) = limit_range.spec.as_mut() else {
         return;
     };
-    for item in spec.limits.iter_mut().filter(|item| item.type_ == "Container") {
+    for item in spec
+        .limits
+        .iter_mut()
+        .filter(|item| item.type_ == "Container")
+    {
         for (resource, max) in item.max.iter().flatten() {
             item.default
                 .get_or_insert_default()
@@ -67,8 +71,17 @@ mod tests {
         .unwrap();
         default_limit_range(&mut range);
         let limits = &range.spec.as_ref().unwrap().limits;
-        let text = |map: &Option<std::collections::BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| {
-            map.iter().flatten().map(|(k, v)| format!("{k}={}", v.0)).collect::<Vec<_>>().join(",")
+        let text = |map: &Option<
+            std::collections::BTreeMap<
+                String,
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity,
+            >,
+        >| {
+            map.iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.0))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         // max→default only where default is missing; default→defaultRequest; min→defaultRequest.
         assert_eq!(text(&limits[0].default), "cpu=1,memory=1Gi");

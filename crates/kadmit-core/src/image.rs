@@ -40,7 +40,11 @@ impl ImageReference {
             reason: e.to_string(),
         })?;
         // The grammar allows upper case; Docker's normalizing parser (the kubelet's) does not.
-        if reference.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+        if reference
+            .repository()
+            .bytes()
+            .any(|b| b.is_ascii_uppercase())
+        {
             return Err(ImageError {
                 image: image.to_owned(),
                 reason: "repository name must be lowercase".to_owned(),

@@ -407,7 +407,11 @@ impl ClusterView for Snapshot {
     }
 
     fn limit_ranges(&self, namespace: &str) -> Result<Vec<Arc<LimitRange>>, ClusterError> {
-        Ok(self.limit_ranges.get(namespace).cloned().unwrap_or_default())
+        Ok(self
+            .limit_ranges
+            .get(namespace)
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn secret_exists(&self, namespace: &str, name: &str) -> Result<Option<bool>, ClusterError> {
@@ -466,7 +470,10 @@ mod tests {
         .unwrap();
         assert!(snapshot.unused.is_empty(), "{:?}", snapshot.unused);
         let ranges = snapshot.limit_ranges("a").unwrap();
-        let names: Vec<_> = ranges.iter().map(|r| r.metadata.name.as_deref().unwrap()).collect();
+        let names: Vec<_> = ranges
+            .iter()
+            .map(|r| r.metadata.name.as_deref().unwrap())
+            .collect();
         assert_eq!(names, ["b", "z"]);
         // Stored defaulted: max became default, default became defaultRequest.
         let item = &ranges[1].spec.as_ref().unwrap().limits[0];
@@ -476,7 +483,11 @@ mod tests {
         assert_eq!(snapshot.secret_exists("a", "other").unwrap(), Some(false));
         assert_eq!(snapshot.secret_exists("b", "regcred").unwrap(), Some(false));
         let err = Snapshot::parse("kind: Secret\nmetadata: {name: s, labels: [1]}\n").unwrap_err();
-        assert!(err.message.starts_with("not a valid Secret: metadata.labels"), "{err}");
+        assert!(
+            err.message
+                .starts_with("not a valid Secret: metadata.labels"),
+            "{err}"
+        );
     }
 
     #[test]

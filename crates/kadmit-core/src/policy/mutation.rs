@@ -21,7 +21,10 @@ use crate::review::Operation;
 pub(crate) fn created_pod<'a>(ctx: &ReviewContext<'a>) -> Option<&'a Pod> {
     let request = ctx.request;
     if request.operation != Operation::Create
-        || request.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
+        || request
+            .sub_resource
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
         || !request.kind.is_core_v1("Pod")
     {
         return None;
@@ -66,7 +69,10 @@ pub(crate) fn summarize(
     if matches!(mode, MutationSummary::Warnings | MutationSummary::Both) {
         outcome.warnings.push(format!("kadmit {policy}: {summary}"));
     }
-    if matches!(mode, MutationSummary::AuditAnnotations | MutationSummary::Both) {
+    if matches!(
+        mode,
+        MutationSummary::AuditAnnotations | MutationSummary::Both
+    ) {
         outcome.audit_annotations.insert(policy.to_owned(), summary);
     }
 }
@@ -89,7 +95,8 @@ mod tests {
             .get_or_insert_default()
             .insert("kubernetes.io/limit-ranger".to_owned(), "x".to_owned());
         let spec = after.spec.as_mut().unwrap();
-        spec.containers[0].resources = Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": "1"}})).unwrap());
+        spec.containers[0].resources =
+            Some(serde_json::from_value(serde_json::json!({"requests": {"cpu": "1"}})).unwrap());
         spec.containers[1]
             .resources
             .as_mut()
@@ -97,7 +104,10 @@ mod tests {
             .limits
             .as_mut()
             .unwrap()
-            .insert("memory".to_owned(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".to_owned()));
+            .insert(
+                "memory".to_owned(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".to_owned()),
+            );
         let patch = pod_patch(&before, &after).unwrap();
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
@@ -125,7 +135,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(paths.contains(&"/metadata/annotations/a~1b~0c".to_owned()), "{paths:?}");
+        assert!(
+            paths.contains(&"/metadata/annotations/a~1b~0c".to_owned()),
+            "{paths:?}"
+        );
         assert!(
             paths.contains(&"/metadata/annotations/kubernetes.io~1limit-ranger".to_owned()),
             "{paths:?}"

@@ -1,7 +1,7 @@
 //! Placeholder: being written on the `mutations` branch.
 
 use super::Policy;
-use crate::config::{SecurityDefaultsConfig, MutationSummary};
+use crate::config::{MutationSummary, SecurityDefaultsConfig};
 
 /// The `security-defaults` policy.
 #[derive(Debug, Clone)]

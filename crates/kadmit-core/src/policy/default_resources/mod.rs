@@ -137,7 +137,12 @@ impl Policy for DefaultResources {
         let mut from_rule = (String::new(), Record::new(&after));
         for (rule, defaults) in &self.rules {
             if namespace_selected(&rule.namespace_selector, ctx)? {
-                apply(&mut after, defaults, &mut from_rule.1, &mut outcome.warnings);
+                apply(
+                    &mut after,
+                    defaults,
+                    &mut from_rule.1,
+                    &mut outcome.warnings,
+                );
                 from_rule.0.clone_from(&defaults.source);
                 break;
             }
@@ -146,7 +151,12 @@ impl Policy for DefaultResources {
         let mut summary = Vec::new();
         if let Some(text) = from_limit_ranges.sentence() {
             summary.push(format!("from LimitRanges: {text}"));
-            annotate(&mut after, LIMIT_RANGER_ANNOTATION, "LimitRanger plugin set", &text);
+            annotate(
+                &mut after,
+                LIMIT_RANGER_ANNOTATION,
+                "LimitRanger plugin set",
+                &text,
+            );
         }
         if let Some(text) = from_rule.1.sentence() {
             let source = &from_rule.0;

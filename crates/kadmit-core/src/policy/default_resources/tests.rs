@@ -42,8 +42,16 @@ fn mutate(pipeline: &Pipeline, cluster: &Snapshot, object: &Json) -> (Json, Json
     let mut patched = object.clone();
     json_patch::patch(&mut patched, &patch).unwrap();
     serde_json::from_value::<k8s_openapi::api::core::v1::Pod>(patched.clone()).unwrap();
-    let again = pipeline.evaluate(Endpoint::Mutate, &review("CREATE", "team", &patched), cluster);
-    assert!(again.response.patch.is_empty(), "second pass: {:?}", again.response.patch);
+    let again = pipeline.evaluate(
+        Endpoint::Mutate,
+        &review("CREATE", "team", &patched),
+        cluster,
+    );
+    assert!(
+        again.response.patch.is_empty(),
+        "second pass: {:?}",
+        again.response.patch
+    );
     (
         patched,
         serde_json::to_value(&patch).unwrap(),
@@ -141,13 +149,19 @@ fn rules_by_selector_after_limit_ranges() {
     let resources = &patched["spec"]["containers"][0]["resources"];
     assert_eq!(resources["limits"], json!({"cpu": "1", "memory": "512Mi"}));
     // A default limit without a default request defaults the request, as in a LimitRange.
-    assert_eq!(resources["requests"], json!({"cpu": "250m", "memory": "512Mi"}));
+    assert_eq!(
+        resources["requests"],
+        json!({"cpu": "250m", "memory": "512Mi"})
+    );
     assert_eq!(
         patched["metadata"]["annotations"]["kadmit.io/defaulted-resources"],
         "kadmit defaultResources.rules[1] set: cpu, memory request for container web; cpu, memory limit for container web"
     );
     // The annotations object exists, so the key is added into it, its `/` escaped.
-    assert_eq!(patch[0]["path"], "/metadata/annotations/kadmit.io~1defaulted-resources");
+    assert_eq!(
+        patch[0]["path"],
+        "/metadata/annotations/kadmit.io~1defaulted-resources"
+    );
 }
 
 #[test]
@@ -164,7 +178,10 @@ fn never_request_above_limit() {
     // 1024Mi == 1Gi by value: not above, so the memory limit is set; cpu 2 > 500m is not.
     assert_eq!(spec[0]["resources"]["limits"], json!({"memory": "1Gi"}));
     assert_eq!(spec[1]["resources"]["requests"], json!({"cpu": "100m"}));
-    assert_eq!(spec[1]["resources"]["limits"], json!({"cpu": "500m", "memory": "128Mi"}));
+    assert_eq!(
+        spec[1]["resources"]["limits"],
+        json!({"cpu": "500m", "memory": "128Mi"})
+    );
     assert_eq!(
         warnings,
         [
@@ -179,7 +196,11 @@ fn only_pod_create_and_empty_resources_kept() {
     let pipeline = pipeline("defaultResources:\n  rules:\n  - default: {cpu: '1'}\n");
     let cluster = snapshot("");
     let object = pod(json!({"containers": [{"name": "web", "image": "nginx", "resources": {}}]}));
-    let update = pipeline.evaluate(Endpoint::Mutate, &review("UPDATE", "team", &object), &cluster);
+    let update = pipeline.evaluate(
+        Endpoint::Mutate,
+        &review("UPDATE", "team", &object),
+        &cluster,
+    );
     assert!(update.response.patch.is_empty());
     let (_, patch, _) = mutate(&pipeline, &cluster, &object);
     let paths: Vec<&str> = patch
@@ -225,6 +246,8 @@ fn summary_goes_where_configured() {
     assert!(decision.response.audit_annotations.is_empty());
     assert_eq!(
         decision.response.warnings,
-        ["kadmit default-resources: set from defaultResources.rules[0]: cpu request for container web; cpu limit for container web"]
+        [
+            "kadmit default-resources: set from defaultResources.rules[0]: cpu request for container web; cpu limit for container web"
+        ]
     );
 }
