@@ -499,6 +499,11 @@ pub struct NamespaceSelector {
 }
 
 impl NamespaceSelector {
+    /// Whether the selector is empty and so selects every namespace, without looking it up.
+    pub fn selects_all(&self) -> bool {
+        self.compiled.selects_all()
+    }
+
     /// Whether a namespace called `name` with `labels` is selected.
     pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
         use kube_core::SelectorExt as _;

@@ -32,13 +32,17 @@ pub(crate) fn created_pod<'a>(ctx: &ReviewContext<'a>) -> Option<&'a Pod> {
     ctx.object.and_then(|object| object.as_pod())
 }
 
-/// Whether `selector` selects the request's namespace. A namespace the cluster view does not
+/// Whether `selector` selects the request's namespace; an empty selector selects every one
+/// without a lookup, so catch-all rules never wait on the cluster view. A namespace the cluster view does not
 /// know is matched by its name alone (`kubernetes.io/metadata.name`), so offline replays of
 /// reviews from namespaces missing in the snapshot still get the catch-all rules.
 pub(crate) fn namespace_selected(
     selector: &NamespaceSelector,
     ctx: &ReviewContext<'_>,
 ) -> Result<bool, ClusterError> {
+    if selector.selects_all() {
+        return Ok(true);
+    }
     let name = ctx.request.namespace();
     let namespace = ctx.cluster.namespace(name)?;
     let empty = Default::default();
