@@ -272,6 +272,7 @@ fn owned(path: &str) -> bool {
                 ]
                 | ["securityContext", "capabilities"]
                 | ["securityContext", "capabilities", "drop"]
+                | ["securityContext", "capabilities", "drop", "0"]
         ),
         _ => false,
     }
