@@ -1308,3 +1308,107 @@ fn mutation_then_validation_against_a_cluster_snapshot() {
     assert_eq!(code, Some(0));
     assert_eq!(entries[0]["patch"].as_array().unwrap().len(), 1);
 }
+
+/// The defaulting policies offline: a manifest replayed against a snapshot with a LimitRange and
+/// Secrets gets the same patch the server gives, and validation (restricted, enforced) sees the
+/// defaulted pod, so a pod missing only what the defaults fill in is allowed.
+#[test]
+fn defaulting_then_validation_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = write(
+        dir.path(),
+        "cluster.yaml",
+        "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: team, labels: {pod-security.kubernetes.io/enforce: restricted}}
+---
+apiVersion: v1
+kind: LimitRange
+metadata: {name: limits, namespace: team}
+spec:
+  limits:
+  - {type: Container, max: {memory: 1Gi}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: other, namespace: team}
+",
+    );
+    let config = write(
+        dir.path(),
+        "config.yaml",
+        "\
+imagePullSecrets:
+  rules:
+  - images: [\"registry.example.com/*\"]
+    secrets: [regcred]
+securityDefaults: {enabled: true, dropAllCapabilities: true}
+",
+    );
+    let pod = write(
+        dir.path(),
+        "pod.yaml",
+        "\
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: team}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - {name: web, image: registry.example.com/team/web:1.0}
+",
+    );
+    let (code, entries, stderr) = replay_json(
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            pod.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let entry = &entries[0];
+    assert_eq!(entry["allowed"], true, "{entry}");
+    let annotation =
+        "LimitRanger plugin set: memory request for container web; memory limit for container web";
+    assert_eq!(
+        entry["patch"],
+        json!([
+            {"op": "add", "path": "/metadata/annotations", "value": {"kubernetes.io/limit-ranger": annotation}},
+            {"op": "add", "path": "/spec/containers/0/resources", "value": {"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}}},
+            {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "regcred"}]},
+            {"op": "add", "path": "/spec/containers/0/securityContext", "value": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}},
+            {"op": "add", "path": "/spec/securityContext/seccompProfile", "value": {"type": "RuntimeDefault"}}
+        ])
+    );
+    // The snapshot lists Secrets, and regcred is not among them.
+    assert_eq!(
+        entry["warnings"],
+        json!([
+            "kadmit image-pull-secrets: added pull secret regcred does not exist in namespace team; the pod's private image pulls will fail (ImagePullBackOff) until it exists"
+        ])
+    );
+    assert_eq!(
+        entry["auditAnnotations"]["security-defaults"],
+        "set seccompProfile RuntimeDefault for the pod; allowPrivilegeEscalation false for container web; capabilities.drop [ALL] for container web"
+    );
+
+    // Without the security defaults, the same pod is denied by restricted.
+    std::fs::write(&config, "securityDefaults: {enabled: false}\n").unwrap();
+    let (code, entries, _) = replay_json(
+        &[
+            "--cluster",
+            cluster.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            pod.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(entries[0]["allowed"], false);
+    assert_eq!(entries[0]["policy"], "pod-security");
+}
