@@ -298,7 +298,7 @@ impl ClusterView for LiveCluster {
     /// cached pod in the cluster (under the store's read lock) and clones the `Arc`s of the
     /// matches: O(pods in the cluster) per call. That is acceptable because the only caller is
     /// Pod Security when a namespace's enforce label changes, which is rare (unlike
-    /// [`LiveCluster::limit_ranges`], which runs for every pod and so has an index).
+    /// `limit_ranges`, which runs for every pod and so has an index).
     fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
         match &self.pods {
             Some(pods) => pods.filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace)),
