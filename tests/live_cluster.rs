@@ -1,6 +1,7 @@
 //! The live cluster view against an in-test fake API server: initial sync, watch events,
-//! stripping, and recovery after the API server expires the watch, for Namespaces, Pods and
-//! GMSACredentialSpecs (including a cluster without the GMSA CRD). Authorization is in
+//! stripping, and recovery after the API server expires the watch, for Namespaces, Pods,
+//! GMSACredentialSpecs (including a cluster without the GMSA CRD), LimitRanges and Secret
+//! names (metadata only); and which caches run, as the configuration says. Authorization is in
 //! `live_authorizer.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,13 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fake_api::{DEADLINE, FakeApiServer, Recorded, gmsa_spec, namespace, pod};
+use common::fake_api::{
+    DEADLINE, FakeApiServer, METADATA_LIST, METADATA_OBJECT, Recorded, gmsa_spec, limit_range,
+    namespace, pod, secret,
+};
 use k8s_openapi::api::core::v1::{Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     ManagedFieldsEntry, ObjectMeta, OwnerReference,
 };
 use kadmit::cluster::LiveCluster;
-use kadmit::cluster::live::{LiveClusterError, client_from_kubeconfig};
+use kadmit::cluster::live::{AuthorizerSettings, Caches, LiveClusterError, client_from_kubeconfig};
 use kadmit_core::{ClusterError, ClusterView};
 use serde_json::json;
 
@@ -79,6 +83,16 @@ async fn live_cluster(server: &FakeApiServer) -> LiveCluster {
         .await
         .unwrap();
     LiveCluster::start(client)
+}
+
+/// A live view of `server` running only `caches` (and the namespace cache).
+async fn live_cluster_with(server: &FakeApiServer, caches: Caches) -> LiveCluster {
+    let client = client_from_kubeconfig(Some(server.kubeconfig()))
+        .await
+        .unwrap();
+    let view = LiveCluster::start_with_caches(client, caches, AuthorizerSettings::default());
+    assert_eq!(view.caches(), caches);
+    view
 }
 
 async fn synced_live_cluster(server: &FakeApiServer) -> LiveCluster {
@@ -356,18 +370,36 @@ async fn dropping_the_last_clone_stops_watching() {
         .gmsa_specs()
         .wait_for_request(1, Recorded::is_watch)
         .await;
+    server
+        .limit_ranges()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    server
+        .secrets()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
     let namespace_watch = server.namespaces().open_watches().remove(0);
     let pod_watch = server.pods().open_watches().remove(0);
     let gmsa_watch = server.gmsa_specs().open_watches().remove(0);
+    let limit_range_watch = server.limit_ranges().open_watches().remove(0);
+    let secret_watch = server.secrets().open_watches().remove(0);
 
     drop(view);
     assert!(clone.is_synced(), "a remaining clone keeps the cache alive");
     assert!(!namespace_watch.is_closed());
     assert!(!pod_watch.is_closed());
     assert!(!gmsa_watch.is_closed());
+    assert!(!limit_range_watch.is_closed());
+    assert!(!secret_watch.is_closed());
 
     drop(clone);
-    for watch in [namespace_watch, pod_watch, gmsa_watch] {
+    for watch in [
+        namespace_watch,
+        pod_watch,
+        gmsa_watch,
+        limit_range_watch,
+        secret_watch,
+    ] {
         tokio::time::timeout(DEADLINE, watch.closed())
             .await
             .expect("a watch connection stayed open after the view was dropped");
@@ -780,4 +812,492 @@ async fn a_forbidden_gmsa_list_does_not_count_as_synced() {
         .expect("live cluster never synced once the list was allowed")
         .unwrap();
     assert_eq!(view.gmsa_credential_spec("webapp1").unwrap(), None);
+}
+
+/// The names of the cached LimitRanges of `namespace`, in the order returned, checking that
+/// each belongs to `namespace`.
+fn limit_range_names(view: &LiveCluster, namespace: &str) -> Vec<String> {
+    view.limit_ranges(namespace)
+        .unwrap()
+        .iter()
+        .map(|limit_range| {
+            assert_eq!(limit_range.metadata.namespace.as_deref(), Some(namespace));
+            limit_range.metadata.name.clone().unwrap()
+        })
+        .collect()
+}
+
+/// The default CPU limit of the cached LimitRange `namespace/name`.
+fn default_cpu(view: &LiveCluster, namespace: &str, name: &str) -> Option<String> {
+    view.limit_ranges(namespace)
+        .unwrap()
+        .iter()
+        .find(|limit_range| limit_range.metadata.name.as_deref() == Some(name))
+        .map(|limit_range| {
+            let limits = &limit_range.spec.as_ref().unwrap().limits;
+            limits[0].default.as_ref().unwrap()["cpu"].0.clone()
+        })
+}
+
+#[tokio::test]
+async fn limit_ranges_are_returned_for_their_namespace_sorted_by_name() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.limit_ranges().set_list(
+        "600",
+        vec![
+            limit_range("team-a", "zeta", "591", "2"),
+            limit_range("team-a", "alpha", "592", "1"),
+            limit_range("team-a", "mid", "593", "500m"),
+            // Same name in another namespace: a different object.
+            limit_range("team-b", "alpha", "594", "3"),
+        ],
+    );
+    let view = synced_live_cluster(&server).await;
+    let list = server
+        .limit_ranges()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    assert_eq!(list.path, "/api/v1/limitranges");
+
+    assert_eq!(limit_range_names(&view, "team-a"), ["alpha", "mid", "zeta"]);
+    assert_eq!(limit_range_names(&view, "team-b"), ["alpha"]);
+    assert_eq!(limit_range_names(&view, "team-c"), Vec::<String>::new());
+    assert_eq!(limit_range_names(&view, "team"), Vec::<String>::new());
+    assert_eq!(default_cpu(&view, "team-a", "alpha").as_deref(), Some("1"));
+    assert_eq!(default_cpu(&view, "team-b", "alpha").as_deref(), Some("3"));
+    // Stored as the API server serves them, without managed fields.
+    let alpha = view.limit_ranges("team-a").unwrap().remove(0);
+    let mut expected = limit_range("team-a", "alpha", "592", "1");
+    expected.metadata.managed_fields = None;
+    assert_eq!(*alpha, expected);
+
+    // The watch continues from the list's resourceVersion.
+    let watch = server
+        .limit_ranges()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    assert_eq!(watch.param("resourceVersion"), Some("600"));
+
+    server
+        .limit_ranges()
+        .send_event("ADDED", to_json(&limit_range("team-a", "beta", "601", "4")))
+        .await;
+    eventually("beta is added in order", || {
+        limit_range_names(&view, "team-a") == ["alpha", "beta", "mid", "zeta"]
+    })
+    .await;
+    assert!(
+        view.limit_ranges("team-a").unwrap()[1]
+            .metadata
+            .managed_fields
+            .is_none(),
+        "a watched LimitRange is stripped too"
+    );
+
+    server
+        .limit_ranges()
+        .send_event(
+            "MODIFIED",
+            to_json(&limit_range("team-a", "alpha", "602", "750m")),
+        )
+        .await;
+    eventually("alpha's default changes", || {
+        default_cpu(&view, "team-a", "alpha").as_deref() == Some("750m")
+    })
+    .await;
+    assert_eq!(default_cpu(&view, "team-b", "alpha").as_deref(), Some("3"));
+
+    server
+        .limit_ranges()
+        .send_event(
+            "DELETED",
+            to_json(&limit_range("team-a", "zeta", "603", "2")),
+        )
+        .await;
+    eventually("zeta is deleted", || {
+        limit_range_names(&view, "team-a") == ["alpha", "beta", "mid"]
+    })
+    .await;
+
+    server
+        .limit_ranges()
+        .send_event(
+            "DELETED",
+            to_json(&limit_range("team-b", "alpha", "604", "3")),
+        )
+        .await;
+    server
+        .limit_ranges()
+        .send_event("ADDED", to_json(&limit_range("team-c", "only", "605", "1")))
+        .await;
+    eventually("team-b's last LimitRange goes and team-c gets one", || {
+        limit_range_names(&view, "team-b").is_empty()
+            && limit_range_names(&view, "team-c") == ["only"]
+    })
+    .await;
+    assert_eq!(limit_range_names(&view, "team-a"), ["alpha", "beta", "mid"]);
+    assert!(view.is_synced());
+}
+
+#[tokio::test]
+async fn limit_ranges_are_not_synced_until_their_list_completes() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.limit_ranges().hold_list();
+    server
+        .limit_ranges()
+        .set_list("600", vec![limit_range("team-a", "defaults", "590", "1")]);
+    let view = live_cluster(&server).await;
+
+    server
+        .limit_ranges()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    eventually("the pod cache syncs", || view.pods("default").is_ok()).await;
+    assert_eq!(
+        view.limit_ranges("team-a"),
+        Err(ClusterError::NotSynced {
+            resource: "limitranges"
+        })
+    );
+    assert!(!view.is_synced());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), view.wait_synced())
+            .await
+            .is_err(),
+        "wait_synced returned before the LimitRange list was answered"
+    );
+
+    server.limit_ranges().release_list();
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced")
+        .unwrap();
+    assert!(view.is_synced());
+    assert_eq!(limit_range_names(&view, "team-a"), ["defaults"]);
+}
+
+#[tokio::test]
+async fn a_limit_range_relist_replaces_the_cache() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.limit_ranges().set_list(
+        "600",
+        vec![
+            limit_range("team-a", "kept", "591", "1"),
+            limit_range("team-a", "gone", "592", "1"),
+            limit_range("team-b", "gone-too", "593", "1"),
+        ],
+    );
+    let view = synced_live_cluster(&server).await;
+    assert_eq!(limit_range_names(&view, "team-a"), ["gone", "kept"]);
+
+    // The watch is closed; it resumes from the last resourceVersion, without a re-list.
+    server
+        .limit_ranges()
+        .send_event("ADDED", to_json(&limit_range("team-c", "new", "605", "1")))
+        .await;
+    eventually("team-c/new is added", || {
+        limit_range_names(&view, "team-c") == ["new"]
+    })
+    .await;
+    server.limit_ranges().close_watches();
+    let rewatch = server
+        .limit_ranges()
+        .wait_for_request(2, Recorded::is_watch)
+        .await;
+    assert_eq!(rewatch.param("resourceVersion"), Some("605"));
+
+    // Meanwhile objects were deleted and changed, and the resourceVersion expired: the
+    // watcher re-lists. While the re-list is held, the cache keeps its last contents.
+    server.limit_ranges().hold_list();
+    server.limit_ranges().set_list(
+        "700",
+        vec![
+            limit_range("team-a", "kept", "690", "2"),
+            limit_range("team-d", "fresh", "695", "1"),
+        ],
+    );
+    server
+        .limit_ranges()
+        .send_event(
+            "ERROR",
+            json!({
+                "apiVersion": "v1",
+                "kind": "Status",
+                "status": "Failure",
+                "message": "too old resource version: 605 (650)",
+                "reason": "Expired",
+                "code": 410,
+            }),
+        )
+        .await;
+    server
+        .limit_ranges()
+        .wait_for_request(2, |r| !r.is_watch())
+        .await;
+    assert!(view.is_synced());
+    assert_eq!(limit_range_names(&view, "team-a"), ["gone", "kept"]);
+
+    server.limit_ranges().release_list();
+    eventually("the re-list replaces the cache", || {
+        default_cpu(&view, "team-a", "kept").as_deref() == Some("2")
+    })
+    .await;
+    assert_eq!(
+        limit_range_names(&view, "team-a"),
+        ["kept"],
+        "an object missing from the re-list is gone"
+    );
+    assert_eq!(limit_range_names(&view, "team-b"), Vec::<String>::new());
+    assert_eq!(limit_range_names(&view, "team-c"), Vec::<String>::new());
+    assert_eq!(limit_range_names(&view, "team-d"), ["fresh"]);
+    assert!(view.is_synced());
+    let watch = server
+        .limit_ranges()
+        .wait_for_request(3, Recorded::is_watch)
+        .await;
+    assert_eq!(watch.param("resourceVersion"), Some("700"));
+}
+
+#[tokio::test]
+async fn secrets_are_not_requested_unless_watched() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server
+        .secrets()
+        .set_list("800", vec![secret("team-a", "regcred", "790")]);
+    let view = live_cluster_with(
+        &server,
+        Caches {
+            secrets: false,
+            ..Caches::all()
+        },
+    )
+    .await;
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced")
+        .unwrap();
+    assert_eq!(view.secret_exists("team-a", "regcred"), Ok(None));
+    assert_eq!(view.secret_exists("team-a", "absent"), Ok(None));
+
+    // Every running cache has listed and is watching; still nothing asked for Secrets.
+    server
+        .limit_ranges()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    server.pods().wait_for_request(1, Recorded::is_watch).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        server.secrets().requests().is_empty(),
+        "{:?}",
+        server.secrets().requests()
+    );
+}
+
+#[tokio::test]
+async fn secret_names_are_watched_as_metadata_only() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    server.secrets().hold_list();
+    server.secrets().set_list(
+        "800",
+        vec![
+            secret("team-a", "regcred", "791"),
+            secret("team-b", "other", "792"),
+        ],
+    );
+    let view = live_cluster_with(
+        &server,
+        Caches {
+            pods: false,
+            gmsa_credential_specs: false,
+            limit_ranges: false,
+            secrets: true,
+        },
+    )
+    .await;
+
+    // The list asks for metadata only, so Secret data never leaves the API server.
+    let list = server
+        .secrets()
+        .wait_for_request(1, |r| !r.is_watch())
+        .await;
+    assert_eq!(list.path, "/api/v1/secrets");
+    assert_eq!(list.accept.as_deref(), Some(METADATA_LIST));
+    eventually("the namespace cache syncs", || {
+        view.namespace("absent").is_ok()
+    })
+    .await;
+    assert_eq!(
+        view.secret_exists("team-a", "regcred"),
+        Err(ClusterError::NotSynced {
+            resource: "secrets"
+        })
+    );
+    assert!(!view.is_synced());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), view.wait_synced())
+            .await
+            .is_err(),
+        "wait_synced returned before the Secret list was answered"
+    );
+
+    server.secrets().release_list();
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced")
+        .unwrap();
+    assert_eq!(view.secret_exists("team-a", "regcred"), Ok(Some(true)));
+    assert_eq!(view.secret_exists("team-b", "other"), Ok(Some(true)));
+    // Exact namespace and name.
+    assert_eq!(view.secret_exists("team-b", "regcred"), Ok(Some(false)));
+    assert_eq!(view.secret_exists("team-a", "other"), Ok(Some(false)));
+    assert_eq!(view.secret_exists("team-a", "regcre"), Ok(Some(false)));
+    assert_eq!(view.secret_exists("team-c", "regcred"), Ok(Some(false)));
+
+    let watch = server
+        .secrets()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    assert_eq!(watch.accept.as_deref(), Some(METADATA_OBJECT));
+    assert_eq!(watch.param("resourceVersion"), Some("800"));
+
+    server
+        .secrets()
+        .send_event("ADDED", to_json(&secret("team-c", "regcred", "801")))
+        .await;
+    eventually("team-c/regcred appears", || {
+        view.secret_exists("team-c", "regcred") == Ok(Some(true))
+    })
+    .await;
+    server
+        .secrets()
+        .send_event("DELETED", to_json(&secret("team-a", "regcred", "802")))
+        .await;
+    eventually("team-a/regcred disappears", || {
+        view.secret_exists("team-a", "regcred") == Ok(Some(false))
+    })
+    .await;
+    assert_eq!(view.secret_exists("team-c", "regcred"), Ok(Some(true)));
+    assert_eq!(view.secret_exists("team-b", "other"), Ok(Some(true)));
+    assert!(view.is_synced());
+    assert!(
+        server
+            .secrets()
+            .requests()
+            .iter()
+            .all(|r| r.accept.as_deref() == Some(METADATA_LIST)
+                || r.accept.as_deref() == Some(METADATA_OBJECT)),
+        "every Secret request asked for metadata only: {:?}",
+        server.secrets().requests()
+    );
+}
+
+#[tokio::test]
+async fn caches_turned_off_are_never_requested_and_answer_not_tracked() {
+    init_tracing();
+    let server = FakeApiServer::start(
+        "100",
+        vec![namespace("team-a", "90", &[("team", "a")])],
+        false,
+    )
+    .await;
+    // Held lists would keep the view unready, were they requested.
+    server.pods().hold_list();
+    server.gmsa_specs().hold_list();
+    server.limit_ranges().hold_list();
+    server.secrets().hold_list();
+    server
+        .pods()
+        .set_list("300", vec![pod("team-a", "web", "290")]);
+    server
+        .limit_ranges()
+        .set_list("600", vec![limit_range("team-a", "defaults", "590", "1")]);
+    let view = live_cluster_with(
+        &server,
+        Caches {
+            pods: false,
+            gmsa_credential_specs: false,
+            limit_ranges: false,
+            secrets: false,
+        },
+    )
+    .await;
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("the namespace cache alone never synced")
+        .unwrap();
+    assert!(view.is_synced());
+    assert!(view.namespace("team-a").unwrap().is_some());
+    assert_eq!(view.pods("team-a"), Ok(Vec::new()));
+    assert_eq!(view.gmsa_credential_spec("webapp1"), Ok(None));
+    assert_eq!(view.limit_ranges("team-a"), Ok(Vec::new()));
+    assert_eq!(view.secret_exists("team-a", "regcred"), Ok(None));
+
+    server
+        .namespaces()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.pods().requests().is_empty());
+    assert!(server.gmsa_specs().requests().is_empty());
+    assert!(server.limit_ranges().requests().is_empty());
+    assert!(server.secrets().requests().is_empty());
+}
+
+#[tokio::test]
+async fn gmsa_disabled_makes_no_request_for_specs() {
+    init_tracing();
+    let server = FakeApiServer::start("100", vec![], false).await;
+    let config = kadmit_core::Config::from_yaml("gmsa: {enabled: false}\n").unwrap();
+    let caches = Caches::for_config(&config);
+    assert!(!caches.gmsa_credential_specs);
+    let view = live_cluster_with(&server, caches).await;
+    tokio::time::timeout(DEADLINE, view.wait_synced())
+        .await
+        .expect("live cluster never synced")
+        .unwrap();
+    assert_eq!(view.gmsa_credential_spec("webapp1"), Ok(None));
+    server.pods().wait_for_request(1, Recorded::is_watch).await;
+    server
+        .limit_ranges()
+        .wait_for_request(1, Recorded::is_watch)
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.gmsa_specs().requests().is_empty());
+    assert!(server.secrets().requests().is_empty());
+}
+
+#[test]
+fn caches_follow_the_configuration() {
+    let caches = |yaml: &str| Caches::for_config(&kadmit_core::Config::from_yaml(yaml).unwrap());
+    assert_eq!(
+        caches("{}"),
+        Caches {
+            pods: true,
+            gmsa_credential_specs: true,
+            limit_ranges: true,
+            secrets: false,
+        },
+        "by default: everything but Secrets"
+    );
+    assert_eq!(
+        caches(
+            "podSecurity: {enabled: false}\ngmsa: {enabled: false}\n\
+             defaultResources: {limitRanges: false}\n"
+        ),
+        Caches {
+            pods: false,
+            gmsa_credential_specs: false,
+            limit_ranges: false,
+            secrets: false,
+        }
+    );
+    let rules = "  rules:\n    - images: [\"registry.example.com/*\"]\n      secrets: [regcred]\n";
+    assert!(!caches(&format!("imagePullSecrets:\n{rules}")).secrets);
+    assert!(!caches("imagePullSecrets: {watchSecrets: true}\n").secrets);
+    assert!(caches(&format!("imagePullSecrets:\n  watchSecrets: true\n{rules}")).secrets);
 }

@@ -11,7 +11,7 @@ use kadmit_core::{ClusterView, Config, Pipeline};
 
 use super::parse_duration;
 use crate::certs;
-use crate::cluster::live::{LiveCluster, client_from_kubeconfig};
+use crate::cluster::live::{AuthorizerSettings, Caches, LiveCluster, client_from_kubeconfig};
 use crate::error::CliError;
 use crate::server::capture::{self, CaptureHandle, CaptureOptions, RedactPath};
 use crate::server::state::{AppState, Limits, Readiness};
@@ -209,7 +209,12 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         (None, true) => (Arc::new(Snapshot::dev()), Readiness::always()),
         (None, false) => {
             let client = client_from_kubeconfig(args.kubeconfig.as_deref()).await?;
-            let live = LiveCluster::start(client);
+            // Only the caches the enabled policies read, so RBAC can grant no more than that.
+            let live = LiveCluster::start_with_caches(
+                client,
+                Caches::for_config(&config),
+                AuthorizerSettings::default(),
+            );
             let synced = live.clone();
             (
                 Arc::new(live),

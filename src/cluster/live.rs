@@ -1,17 +1,25 @@
 //! The live cluster view: in-memory caches kept current by watching the API server, and an
 //! authorizer that asks the API server (SubjectAccessReviews) and caches its answers.
 //!
-//! Each resource kind gets one reflector (a `watcher` feeding a reflector `Store`) running in
-//! its own tokio task. Admission lookups only read those stores, so the hot path never waits
-//! on the API server; the price is that answers may lag the cluster by a watch event.
+//! Each resource kind gets one watch task (a `watcher` feeding a cache) running in its own tokio
+//! task. Admission lookups only read those caches, so the hot path never waits on the API
+//! server; the price is that answers may lag the cluster by a watch event.
 //!
-//! Three kinds are watched: Namespaces (their labels select Pod Security levels), Pods (checked
-//! against a namespace's new level when its labels change) and `windows.k8s.io`
-//! GMSACredentialSpecs (inlined into pods by the GMSA webhook). Objects are stripped of what no
-//! policy reads before they are stored; for Pods, the largest objects in most clusters, that
-//! is everything but the identifying metadata and the spec. GMSACredentialSpecs come from a
-//! CRD that may not be installed: until it is, that cache counts as synced and empty (see
-//! [`LiveCluster::start`]).
+//! Up to five kinds are watched, each only when a configured policy reads it (see [`Caches`]),
+//! so the chart can grant the least RBAC: Namespaces (always: their labels select Pod Security
+//! levels and namespace selectors), Pods (checked against a namespace's new level when its
+//! labels change), `windows.k8s.io` GMSACredentialSpecs (inlined into pods by the GMSA webhook),
+//! LimitRanges (their defaults applied to pods) and, opt-in, the metadata of Secrets (to report
+//! an image pull secret missing from the pod's namespace). Objects are stripped of what no
+//! policy reads before they are stored; for Pods, the largest objects in most clusters, that is
+//! everything but the identifying metadata and the spec, and for Secrets only names are kept
+//! (their data is never even requested). GMSACredentialSpecs come from a CRD that may not be
+//! installed: until it is, that cache counts as synced and empty (see [`LiveCluster::start`]).
+//!
+//! Namespaces, Pods and GMSACredentialSpecs live in kube reflector stores (keyed by namespace
+//! and name). LimitRanges and Secrets are looked up per namespace on the admission hot path,
+//! so they are kept in a per-namespace index instead, which a lookup reads without scanning the
+//! rest of the cluster.
 //!
 //! Authorization ([`ClusterView::authorize`]) is the one lookup that may wait for the API
 //! server; see [`AuthorizerSettings`] and [`LiveCluster::authorize`] for how its answers are
@@ -22,7 +30,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::pin::pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -31,12 +41,14 @@ use k8s_openapi::api::authorization::v1::{
     LocalSubjectAccessReview, ResourceAttributes, SubjectAccessReviewSpec,
     SubjectAccessReviewStatus,
 };
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kadmit_core::cluster::{AccessDecision, AccessRequest, GmsaCredentialSpec};
 use kadmit_core::{ClusterError, ClusterView};
 use kube::api::PostParams;
 use kube::config::{InferConfigError, KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::store::Writer;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, Config, Resource};
@@ -49,6 +61,67 @@ use tokio::task::JoinHandle;
 /// Annotation `kubectl apply` writes: a full copy of the applied object, useless to policies.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Which optional caches a [`LiveCluster`] runs. Namespaces are always watched.
+///
+/// A cache that does not run is never requested from the API server, so kadmit needs no RBAC
+/// for its kind; its lookups answer as a view that does not track the kind (see
+/// [`LiveCluster`]'s [`ClusterView`] methods). [`Caches::for_config`] turns on exactly what the
+/// configured policies read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caches {
+    /// Pods (`list`/`watch` on `pods`), read by Pod Security when a namespace's level changes.
+    pub pods: bool,
+    /// `windows.k8s.io` GMSACredentialSpecs, read by the GMSA webhook.
+    pub gmsa_credential_specs: bool,
+    /// LimitRanges, whose defaults are applied to pods.
+    pub limit_ranges: bool,
+    /// The metadata of Secrets (never their data), to report a missing image pull secret.
+    /// Needs `list`/`watch` on Secrets, which RBAC cannot narrow to metadata.
+    pub secrets: bool,
+}
+
+impl Caches {
+    /// Every cache, as [`LiveCluster::start`] runs them.
+    #[must_use]
+    pub const fn all() -> Self {
+        Self {
+            pods: true,
+            gmsa_credential_specs: true,
+            limit_ranges: true,
+            secrets: true,
+        }
+    }
+
+    /// The caches the policies enabled in `config` read: Pods for Pod Security, specs for
+    /// GMSA, LimitRanges for `defaultResources.limitRanges`, and Secrets only when
+    /// `imagePullSecrets.watchSecrets` is set and there are rules whose secrets to check.
+    #[must_use]
+    pub fn for_config(config: &kadmit_core::Config) -> Self {
+        Self {
+            pods: config.pod_security.enabled,
+            gmsa_credential_specs: config.gmsa.enabled,
+            limit_ranges: config.default_resources.limit_ranges,
+            secrets: config.image_pull_secrets.watch_secrets
+                && !config.image_pull_secrets.rules.is_empty(),
+        }
+    }
+
+    /// The plural resource names of the caches that run (namespaces first) and of those that
+    /// do not, for logs.
+    fn resources(self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let all = [
+            ("namespaces", true),
+            ("pods", self.pods),
+            ("gmsacredentialspecs", self.gmsa_credential_specs),
+            ("limitranges", self.limit_ranges),
+            ("secrets", self.secrets),
+        ];
+        let running = all.iter().filter(|(_, on)| *on).map(|(r, _)| *r).collect();
+        let off = all.iter().filter(|(_, on)| !*on).map(|(r, _)| *r).collect();
+        (running, off)
+    }
+}
+
 /// The server's [`ClusterView`], answering from watch-backed in-memory caches.
 ///
 /// Cloning is cheap (every field is reference counted) so each request handler can hold one.
@@ -57,14 +130,19 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 #[derive(Debug, Clone)]
 pub struct LiveCluster {
     namespaces: Reflector<Namespace>,
-    pods: Reflector<Pod>,
-    gmsa_specs: Reflector<GmsaCredentialSpecObject>,
+    /// `None` when not running (see [`Caches`]), and likewise below.
+    pods: Option<Reflector<Pod>>,
+    gmsa_specs: Option<Reflector<GmsaCredentialSpecObject>>,
+    limit_ranges: Option<NamespacedCache<Arc<LimitRange>>>,
+    /// Secret names only: whether one exists is all a policy asks.
+    secrets: Option<NamespacedCache<()>>,
+    caches: Caches,
     authorizer: Arc<Authorizer>,
 }
 
 impl LiveCluster {
-    /// Starts watching the cluster through `client` and returns the (not yet synced) view, with
-    /// the default [`AuthorizerSettings`].
+    /// Starts watching the cluster through `client`, with every cache ([`Caches::all`]) and the
+    /// default [`AuthorizerSettings`], and returns the (not yet synced) view.
     ///
     /// Returns at once: the initial lists happen in background tasks, and lookups answer
     /// [`ClusterError::NotSynced`] until they complete (see [`LiveCluster::wait_synced`]).
@@ -91,6 +169,23 @@ impl LiveCluster {
     /// If called outside a tokio runtime, as [`LiveCluster::start`].
     #[must_use]
     pub fn start_with(client: Client, authorizer: AuthorizerSettings) -> Self {
+        Self::start_with_caches(client, Caches::all(), authorizer)
+    }
+
+    /// [`LiveCluster::start`], running only the caches in `caches` (as `kadmit serve` does,
+    /// with [`Caches::for_config`]), with explicit authorization cache settings.
+    ///
+    /// # Panics
+    ///
+    /// If called outside a tokio runtime, as [`LiveCluster::start`].
+    #[must_use]
+    pub fn start_with_caches(
+        client: Client,
+        caches: Caches,
+        authorizer: AuthorizerSettings,
+    ) -> Self {
+        let (running, off) = caches.resources();
+        tracing::info!(caches = ?running, not_watched = ?off, "starting the cluster caches");
         Self {
             namespaces: Reflector::start(
                 Api::all(client.clone()),
@@ -98,37 +193,80 @@ impl LiveCluster {
                 strip_for_cache,
                 NotFound::Retry,
             ),
-            pods: Reflector::start(
-                Api::all(client.clone()),
-                "pods",
-                strip_pod_for_cache,
-                NotFound::Retry,
-            ),
-            gmsa_specs: Reflector::start(
-                Api::all(client.clone()),
-                "gmsacredentialspecs",
-                strip_gmsa_for_cache,
-                NotFound::Empty {
-                    warning: "GMSA credential specs are unavailable because the \
-                              gmsacredentialspecs.windows.k8s.io CRD is not installed; \
-                              treating the cluster as having none and retrying in the background",
-                },
-            ),
+            pods: caches.pods.then(|| {
+                Reflector::start(
+                    Api::all(client.clone()),
+                    "pods",
+                    strip_pod_for_cache,
+                    NotFound::Retry,
+                )
+            }),
+            gmsa_specs: caches.gmsa_credential_specs.then(|| {
+                Reflector::start(
+                    Api::all(client.clone()),
+                    "gmsacredentialspecs",
+                    strip_gmsa_for_cache,
+                    NotFound::Empty {
+                        warning: "GMSA credential specs are unavailable because the \
+                                  gmsacredentialspecs.windows.k8s.io CRD is not installed; \
+                                  treating the cluster as having none and retrying in the \
+                                  background",
+                    },
+                )
+            }),
+            limit_ranges: caches.limit_ranges.then(|| {
+                NamespacedCache::start(
+                    Api::<LimitRange>::all(client.clone()),
+                    "limitranges",
+                    strip_for_cache,
+                    Arc::new,
+                )
+            }),
+            // `PartialObjectMeta` makes the watcher ask for metadata only
+            // (`as=PartialObjectMetadataList`), so Secret data never reaches kadmit.
+            secrets: caches.secrets.then(|| {
+                NamespacedCache::start(
+                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                    "secrets",
+                    |_| {},
+                    |_| (),
+                )
+            }),
+            caches,
             authorizer: Arc::new(Authorizer::new(client, Handle::current(), authorizer)),
         }
     }
 
-    /// Whether every cache has completed its initial list (or, for GMSACredentialSpecs, found
-    /// the CRD missing), so lookups can be answered.
+    /// The caches this view runs.
+    #[must_use]
+    pub fn caches(&self) -> Caches {
+        self.caches
+    }
+
+    /// The watch tasks of the caches that run.
+    fn watches(&self) -> impl Iterator<Item = &WatchTask> {
+        [
+            Some(&self.namespaces.watch),
+            self.pods.as_ref().map(|cache| &cache.watch),
+            self.gmsa_specs.as_ref().map(|cache| &cache.watch),
+            self.limit_ranges.as_ref().map(|cache| &cache.watch),
+            self.secrets.as_ref().map(|cache| &cache.watch),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
+    /// Whether every running cache has completed its initial list (or, for
+    /// GMSACredentialSpecs, found the CRD missing), so lookups can be answered.
     ///
     /// Stays true after a later re-list (for example after the watch expired): the cache keeps
     /// serving its previous contents until the new list replaces them in one step.
     #[must_use]
     pub fn is_synced(&self) -> bool {
-        self.namespaces.is_synced() && self.pods.is_synced() && self.gmsa_specs.is_synced()
+        self.watches().all(WatchTask::is_synced)
     }
 
-    /// Waits until every cache has completed its initial list.
+    /// Waits until every running cache has completed its initial list.
     ///
     /// This can wait forever if the API server is unreachable; bound it with a timeout.
     ///
@@ -136,11 +274,7 @@ impl LiveCluster {
     ///
     /// [`ClusterError::Unavailable`] if a watch task stopped before its initial list completed.
     pub async fn wait_synced(&self) -> Result<(), ClusterError> {
-        futures::try_join!(
-            self.namespaces.wait_synced(),
-            self.pods.wait_synced(),
-            self.gmsa_specs.wait_synced()
-        )?;
+        futures::future::try_join_all(self.watches().map(WatchTask::wait_synced)).await?;
         Ok(())
     }
 
@@ -157,28 +291,62 @@ impl ClusterView for LiveCluster {
     }
 
     /// The cached pods whose `metadata.namespace` is `namespace`, stripped as described in
-    /// `strip_pod_for_cache` (no `status`, no managed fields).
+    /// `strip_pod_for_cache` (no `status`, no managed fields). None when Pods are not watched
+    /// (Pod Security disabled, its only reader).
     ///
     /// Cost: the reflector store is a flat map keyed by namespace and name, so this scans every
     /// cached pod in the cluster (under the store's read lock) and clones the `Arc`s of the
     /// matches: O(pods in the cluster) per call. That is acceptable because the only caller is
-    /// Pod Security when a namespace's enforce label changes, which is rare; a per-namespace
-    /// index would have to re-implement the store's atomic swap on re-list, so it is not kept.
+    /// Pod Security when a namespace's enforce label changes, which is rare (unlike
+    /// `limit_ranges`, which runs for every pod and so has an index).
     fn pods(&self, namespace: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
-        self.pods
-            .filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace))
+        match &self.pods {
+            Some(pods) => pods.filter(|pod| pod.metadata.namespace.as_deref() == Some(namespace)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The cached GMSACredentialSpec called `name` (exact, case-sensitive), as watched; `None`
-    /// when there is none, including when the CRD is not installed.
+    /// when there is none, including when the CRD is not installed or specs are not watched.
     fn gmsa_credential_spec(
         &self,
         name: &str,
     ) -> Result<Option<Arc<GmsaCredentialSpec>>, ClusterError> {
-        Ok(self
-            .gmsa_specs
+        let Some(specs) = &self.gmsa_specs else {
+            return Ok(None);
+        };
+        Ok(specs
             .get(&ObjectRef::new(name))?
             .map(|object| object.to_spec()))
+    }
+
+    /// The cached LimitRanges of `namespace` (without managed fields or the last-applied
+    /// annotation), ordered by name; none when LimitRanges are not watched.
+    ///
+    /// Cost: O(LimitRanges in `namespace`), whatever the cluster holds, from a per-namespace
+    /// index; the objects are shared, not copied.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotSynced`] (`limitranges`) until the initial list has completed.
+    fn limit_ranges(&self, namespace: &str) -> Result<Vec<Arc<LimitRange>>, ClusterError> {
+        match &self.limit_ranges {
+            Some(cache) => cache.values(namespace),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Whether a Secret `namespace/name` is cached; `None` when Secrets are not watched (see
+    /// [`Caches::secrets`]), so callers do not report a secret missing without evidence.
+    ///
+    /// # Errors
+    ///
+    /// [`ClusterError::NotSynced`] (`secrets`) until the initial list has completed.
+    fn secret_exists(&self, namespace: &str, name: &str) -> Result<Option<bool>, ClusterError> {
+        match &self.secrets {
+            Some(cache) => cache.contains(namespace, name).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Asks the API server with a `LocalSubjectAccessReview` in `request.namespace` (as the
@@ -680,52 +848,55 @@ fn is_not_found(error: &watcher::Error) -> bool {
     )
 }
 
-/// One resource kind's cache: a reflector store plus whether its initial list has completed.
-///
-/// A store is empty until the first list completes, so reading it before then would report
-/// existing objects as absent; `synced` is what lets lookups say "not synced" instead.
-#[derive(Debug)]
-struct Reflector<K>
+/// Where a watch task writes the events it receives: a reflector store, or a per-namespace
+/// index. Either builds a re-list aside from [`watcher::Event::Init`] to
+/// [`watcher::Event::InitDone`] and swaps it in whole, so lookups never see half a list.
+trait EventSink<K>: Send + 'static {
+    fn apply(&mut self, event: watcher::Event<K>);
+}
+
+impl<K> EventSink<K> for Writer<K>
 where
-    K: Resource<DynamicType = ()> + 'static,
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
+    fn apply(&mut self, event: watcher::Event<K>) {
+        self.apply_watcher_event(&event);
+    }
+}
+
+/// The task watching one resource kind, and whether its initial list has completed.
+///
+/// A cache is empty until the first list completes, so reading it before then would report
+/// existing objects as absent; `synced` is what lets lookups say "not synced" instead.
+#[derive(Debug, Clone)]
+struct WatchTask {
     /// Plural resource name, such as `namespaces`, for errors and logs.
     resource: &'static str,
-    store: Store<K>,
     synced: watch::Receiver<bool>,
     _task: Arc<AbortOnDrop>,
 }
 
-// Derived `Clone` would require `K: Clone`, which cloning a handle does not need.
-impl<K> Clone for Reflector<K>
-where
-    K: Resource<DynamicType = ()> + 'static,
-{
-    fn clone(&self) -> Self {
-        Self {
-            resource: self.resource,
-            store: self.store.clone(),
-            synced: self.synced.clone(),
-            _task: Arc::clone(&self._task),
-        }
-    }
-}
-
-impl<K> Reflector<K>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-{
-    /// Spawns the watch task for every `K` that `api` can see and returns the cache handle.
+impl WatchTask {
+    /// Spawns the task watching every `K` that `api` can see, writing events into `sink`.
     ///
-    /// `strip` runs on every object before it is stored, to drop what no policy reads.
+    /// `strip` runs on every object before it is written, to drop what no policy reads.
     /// `not_found` says what a 404 from the API server means.
-    fn start(api: Api<K>, resource: &'static str, strip: fn(&mut K), not_found: NotFound) -> Self {
-        let (store, mut writer) = reflector::store();
+    fn spawn<K, S>(
+        api: Api<K>,
+        resource: &'static str,
+        strip: fn(&mut K),
+        not_found: NotFound,
+        mut sink: S,
+    ) -> Self
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+        S: EventSink<K>,
+    {
         let (synced_tx, synced) = watch::channel(false);
         let mark_synced =
             move || synced_tx.send_if_modified(|synced| !std::mem::replace(synced, true));
         // Backoff between retries: without it, a failing watcher re-lists in a tight loop and
-        // hammers the API server. Stripping before the store keeps the caches small.
+        // hammers the API server. Stripping before the cache keeps the caches small.
         let stream = watcher(api, watcher::Config::default())
             .default_backoff()
             .modify(strip);
@@ -736,11 +907,12 @@ where
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(event) => {
+                        let init_done = matches!(event, watcher::Event::InitDone);
                         // Written here rather than through `reflector()` so that a missing
                         // resource can be written as an empty list too.
-                        writer.apply_watcher_event(&event);
-                        if matches!(event, watcher::Event::InitDone) {
-                            // The complete list has just been swapped into the store.
+                        sink.apply(event);
+                        if init_done {
+                            // The complete list has just been swapped into the cache.
                             if mark_synced() {
                                 tracing::info!(resource, "cache synced with the API server");
                             } else if std::mem::take(&mut missing) {
@@ -755,9 +927,9 @@ where
                     }
                     Err(error) => match not_found {
                         NotFound::Empty { warning } if is_not_found(&error) => {
-                            // As if an empty list had completed: swap an empty map in.
-                            writer.apply_watcher_event(&watcher::Event::Init);
-                            writer.apply_watcher_event(&watcher::Event::InitDone);
+                            // As if an empty list had completed: swap an empty cache in.
+                            sink.apply(watcher::Event::Init);
+                            sink.apply(watcher::Event::InitDone);
                             mark_synced();
                             if std::mem::replace(&mut missing, true) {
                                 tracing::debug!(resource, "resource still not served; retrying");
@@ -766,7 +938,7 @@ where
                             }
                         }
                         // The watcher re-lists or re-watches by itself on the next poll, after
-                        // the backoff delay; the store keeps serving its last contents meanwhile.
+                        // the backoff delay; the cache keeps serving its last contents meanwhile.
                         _ => tracing::warn!(
                             resource,
                             error = &error as &dyn std::error::Error,
@@ -783,7 +955,6 @@ where
         });
         Self {
             resource,
-            store,
             synced,
             _task: Arc::new(AbortOnDrop(task)),
         }
@@ -814,18 +985,241 @@ where
             })
         }
     }
+}
+
+/// One cluster-scoped or rarely scanned kind's cache: a kube reflector store, keyed by
+/// namespace and name.
+#[derive(Debug)]
+struct Reflector<K>
+where
+    K: Resource<DynamicType = ()> + 'static,
+{
+    watch: WatchTask,
+    store: Store<K>,
+}
+
+// Derived `Clone` would require `K: Clone`, which cloning a handle does not need.
+impl<K> Clone for Reflector<K>
+where
+    K: Resource<DynamicType = ()> + 'static,
+{
+    fn clone(&self) -> Self {
+        Self {
+            watch: self.watch.clone(),
+            store: self.store.clone(),
+        }
+    }
+}
+
+impl<K> Reflector<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Spawns the watch task for every `K` that `api` can see and returns the cache handle;
+    /// see [`WatchTask::spawn`].
+    fn start(api: Api<K>, resource: &'static str, strip: fn(&mut K), not_found: NotFound) -> Self {
+        let (store, writer) = reflector::store();
+        Self {
+            watch: WatchTask::spawn(api, resource, strip, not_found, writer),
+            store,
+        }
+    }
 
     fn get(&self, key: &ObjectRef<K>) -> Result<Option<Arc<K>>, ClusterError> {
-        self.check_synced()?;
+        self.watch.check_synced()?;
         Ok(self.store.get(key))
     }
 
     /// Every cached object matching `predicate`: a scan of the whole cache, holding its read
     /// lock (so watch events wait) while `predicate` runs on each object.
     fn filter(&self, predicate: impl Fn(&K) -> bool) -> Result<Vec<Arc<K>>, ClusterError> {
-        self.check_synced()?;
+        self.watch.check_synced()?;
         Ok(self.store.state_filter(predicate))
     }
+}
+
+/// Objects of one namespaced kind, by namespace and then by name.
+///
+/// Lookups by namespace cost O(objects in that namespace), not O(objects in the cluster) as a
+/// reflector store (a flat map) would; names are ordered so lookups return them sorted.
+#[derive(Debug)]
+struct NamespacedIndex<V> {
+    namespaces: HashMap<String, BTreeMap<String, V>>,
+}
+
+// Derived `Default` would require `V: Default`.
+impl<V> Default for NamespacedIndex<V> {
+    fn default() -> Self {
+        Self {
+            namespaces: HashMap::new(),
+        }
+    }
+}
+
+impl<V> NamespacedIndex<V> {
+    fn insert(&mut self, namespace: &str, name: String, value: V) {
+        // Look up before allocating: most events concern a namespace already known.
+        let names = match self.namespaces.get_mut(namespace) {
+            Some(names) => names,
+            None => self.namespaces.entry(namespace.to_owned()).or_default(),
+        };
+        names.insert(name, value);
+    }
+
+    /// Removes `namespace/name`, and the namespace's entry once it is empty, so deleted
+    /// namespaces do not accumulate.
+    fn remove(&mut self, namespace: &str, name: &str) {
+        if let Some(names) = self.namespaces.get_mut(namespace) {
+            names.remove(name);
+            if names.is_empty() {
+                self.namespaces.remove(namespace);
+            }
+        }
+    }
+
+    fn namespace(&self, namespace: &str) -> Option<&BTreeMap<String, V>> {
+        self.namespaces.get(namespace)
+    }
+}
+
+/// The namespace and name of `object`, which a namespaced object always has; `None` (and the
+/// event is ignored) for a malformed one.
+fn namespace_and_name<'a, K: Resource>(
+    object: &'a K,
+    resource: &'static str,
+) -> Option<(&'a str, &'a str)> {
+    let meta = object.meta();
+    match (meta.namespace.as_deref(), meta.name.as_deref()) {
+        (Some(namespace), Some(name)) => Some((namespace, name)),
+        _ => {
+            tracing::debug!(
+                resource,
+                ?meta,
+                "ignoring a watched object without a namespace or name"
+            );
+            None
+        }
+    }
+}
+
+/// Writes watch events into a [`NamespacedIndex`], as kube's store writer does into a store.
+struct IndexWriter<K, V> {
+    resource: &'static str,
+    index: Arc<RwLock<NamespacedIndex<V>>>,
+    /// The list under way, from `Init` to `InitDone`: built aside, then swapped in whole, so
+    /// lookups keep the previous contents until then and objects deleted while the watch was
+    /// down (absent from the new list) disappear.
+    relist: Option<NamespacedIndex<V>>,
+    /// What is kept of an object.
+    value: fn(K) -> V,
+}
+
+impl<K, V> EventSink<K> for IndexWriter<K, V>
+where
+    K: Resource + Send + 'static,
+    V: Send + Sync + 'static,
+{
+    fn apply(&mut self, event: watcher::Event<K>) {
+        match event {
+            watcher::Event::Apply(object) => {
+                if let Some((namespace, name)) = namespace_and_name(&object, self.resource) {
+                    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+                    let value = (self.value)(object);
+                    write(&self.index).insert(&namespace, name, value);
+                }
+            }
+            watcher::Event::Delete(object) => {
+                if let Some((namespace, name)) = namespace_and_name(&object, self.resource) {
+                    write(&self.index).remove(namespace, name);
+                }
+            }
+            watcher::Event::Init => self.relist = Some(NamespacedIndex::default()),
+            watcher::Event::InitApply(object) => {
+                if let Some((namespace, name)) = namespace_and_name(&object, self.resource) {
+                    let (namespace, name) = (namespace.to_owned(), name.to_owned());
+                    let value = (self.value)(object);
+                    self.relist
+                        .get_or_insert_with(NamespacedIndex::default)
+                        .insert(&namespace, name, value);
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = self.relist.take().unwrap_or_default();
+                let previous = std::mem::replace(&mut *write(&self.index), listed);
+                // Freed after the write lock is released, so lookups do not wait for it.
+                drop(previous);
+            }
+        }
+    }
+}
+
+/// One namespaced kind's cache, indexed by namespace (see [`NamespacedIndex`]), for kinds
+/// looked up per namespace on the admission hot path.
+#[derive(Clone)]
+struct NamespacedCache<V> {
+    watch: WatchTask,
+    index: Arc<RwLock<NamespacedIndex<V>>>,
+}
+
+impl<V> Debug for NamespacedCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamespacedCache")
+            .field("watch", &self.watch)
+            .field("namespaces", &read(&self.index).namespaces.len())
+            .finish()
+    }
+}
+
+impl<V> NamespacedCache<V>
+where
+    V: Clone + Send + Sync + 'static,
+{
+    /// Spawns the watch task for every `K` that `api` can see, keeping `value(object)` for
+    /// each; see [`WatchTask::spawn`]. A 404 is retried like any error, as for a built-in kind.
+    fn start<K>(api: Api<K>, resource: &'static str, strip: fn(&mut K), value: fn(K) -> V) -> Self
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+    {
+        let index = Arc::new(RwLock::new(NamespacedIndex::default()));
+        let writer = IndexWriter {
+            resource,
+            index: Arc::clone(&index),
+            relist: None,
+            value,
+        };
+        Self {
+            watch: WatchTask::spawn(api, resource, strip, NotFound::Retry, writer),
+            index,
+        }
+    }
+
+    /// The values of `namespace`'s objects, ordered by name.
+    fn values(&self, namespace: &str) -> Result<Vec<V>, ClusterError> {
+        self.watch.check_synced()?;
+        Ok(read(&self.index)
+            .namespace(namespace)
+            .map(|names| names.values().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    /// Whether `namespace/name` is cached.
+    fn contains(&self, namespace: &str, name: &str) -> Result<bool, ClusterError> {
+        self.watch.check_synced()?;
+        Ok(read(&self.index)
+            .namespace(namespace)
+            .is_some_and(|names| names.contains_key(name)))
+    }
+}
+
+/// Read-locks `lock`, ignoring poisoning: the index is updated by single inserts, removals and
+/// swaps, so a panic elsewhere cannot leave it half-changed.
+fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks `lock`, ignoring poisoning, as [`read`].
+fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Drops fields no policy reads and that can dominate an object's size in memory.

@@ -1,7 +1,7 @@
 //! A test stand-in for kube-apiserver. It is not an API server: it answers only the calls kube's
-//! watchers make for the three collections kadmit watches (the Namespace, Pod and
-//! GMSACredentialSpec lists and watches) and the LocalSubjectAccessReviews kadmit posts, over
-//! plain HTTP on a loopback port. A test can hold list responses, push watch events, end
+//! watchers make for the five collections kadmit watches (the Namespace, Pod,
+//! GMSACredentialSpec and LimitRange lists and watches, and Secrets as metadata only) and the
+//! LocalSubjectAccessReviews kadmit posts, over plain HTTP on a loopback port. A test can hold list responses, push watch events, end
 //! watches, pretend a collection does not exist (as for a CRD not installed) and see every
 //! request, separately for each collection; and it programs the authorization answers (allowed,
 //! denied, an error, a delay or no answer at all) and counts the reviews received.
@@ -14,10 +14,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
-use axum::http::{StatusCode, Uri, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use k8s_openapi::api::core::v1::{Container, Namespace, Pod, PodSpec};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Container, LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, Pod, PodSpec, Secret,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 use serde_json::json;
@@ -26,11 +30,13 @@ use tokio::sync::{mpsc, watch};
 /// Upper bound for anything a test waits on; generous because CI machines are slow.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A request the fake API server received: path and raw query string.
+/// A request the fake API server received: path, raw query string and `Accept` header.
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub path: String,
     pub query: String,
+    /// The `Accept` header, when sent (and valid UTF-8).
+    pub accept: Option<String>,
 }
 
 impl Recorded {
@@ -72,8 +78,8 @@ impl WatchConnection {
 /// returns, whether list responses are held, whether it exists at all, its open watches and the
 /// requests it received.
 ///
-/// Get one from [`FakeApiServer::namespaces`], [`FakeApiServer::pods`] or
-/// [`FakeApiServer::gmsa_specs`]. Everything here concerns this collection only: holding the
+/// Get one from [`FakeApiServer::namespaces`], [`FakeApiServer::pods`],
+/// [`FakeApiServer::gmsa_specs`], [`FakeApiServer::limit_ranges`] or [`FakeApiServer::secrets`]. Everything here concerns this collection only: holding the
 /// pod list does not hold the namespace list, and an event sent to the pod watches never
 /// reaches a namespace watch.
 pub struct FakeCollection<K> {
@@ -81,6 +87,8 @@ pub struct FakeCollection<K> {
     path: &'static str,
     /// The list's `apiVersion` and `kind`, such as `v1` and `NamespaceList`.
     list_type: (&'static str, &'static str),
+    /// Serve only objects' metadata, as `PartialObjectMetadata` (see [`METADATA_LIST`]).
+    metadata_only: bool,
     /// Answer every request with this HTTP error, such as 404 for a CRD not installed.
     failure: watch::Sender<Option<u16>>,
     /// The items and collection resourceVersion a list request returns.
@@ -107,6 +115,7 @@ where
         Self {
             path,
             list_type,
+            metadata_only: false,
             failure: watch::channel(None).0,
             list: Mutex::new((resource_version.to_owned(), items)),
             list_released: watch::channel(!hold_list).0,
@@ -188,8 +197,14 @@ where
     }
 
     /// Sends one watch event (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) to every open watch of
-    /// this collection, first waiting for one to be open.
+    /// this collection, first waiting for one to be open. A metadata-only collection (Secrets)
+    /// sends only the object's metadata, as a `PartialObjectMetadata`.
     pub async fn send_event(&self, kind: &str, object: serde_json::Value) {
+        let object = if self.metadata_only && kind != "ERROR" {
+            partial_object_metadata(object)
+        } else {
+            object
+        };
         let mut watchers = self.watchers.subscribe();
         tokio::time::timeout(DEADLINE, watchers.wait_for(|w| !w.is_empty()))
             .await
@@ -209,9 +224,11 @@ where
 
 /// A test stand-in for kube-apiserver that answers only the calls kadmit's live view makes:
 ///
-/// - `GET /api/v1/namespaces`, `GET /api/v1/pods` and
-///   `GET /apis/windows.k8s.io/v1/gmsacredentialspecs` as lists, and the same paths with
-///   `watch=true` as streaming watches whose events the test pushes;
+/// - `GET /api/v1/namespaces`, `GET /api/v1/pods`,
+///   `GET /apis/windows.k8s.io/v1/gmsacredentialspecs`, `GET /api/v1/limitranges` and
+///   `GET /api/v1/secrets` as lists, and the same paths with `watch=true` as streaming watches
+///   whose events the test pushes. Secrets are served as metadata only, and only to clients
+///   that ask for it (see [`METADATA_LIST`]);
 /// - `POST /apis/authorization.k8s.io/v1/namespaces/<ns>/localsubjectaccessreviews`, answered
 ///   as [`FakeApiServer::authorizer`] is programmed.
 ///
@@ -219,13 +236,16 @@ where
 /// validation and no RBAC of its own. It also writes a kubeconfig pointing at itself.
 ///
 /// Each collection is driven separately, through [`FakeApiServer::namespaces`],
-/// [`FakeApiServer::pods`] and [`FakeApiServer::gmsa_specs`]. Unless a test says otherwise, the
-/// pod and GMSACredentialSpec lists are empty and answered at once, so a test about namespaces
-/// need not care about the others, and every review is allowed.
+/// [`FakeApiServer::pods`], [`FakeApiServer::gmsa_specs`], [`FakeApiServer::limit_ranges`] and
+/// [`FakeApiServer::secrets`]. Unless a test says otherwise, all but the namespace list are
+/// empty and answered at once, so a test about namespaces need not care about the others, and
+/// every review is allowed.
 pub struct FakeApiServer {
     namespaces: Arc<FakeCollection<Namespace>>,
     pods: Arc<FakeCollection<Pod>>,
     gmsa_specs: Arc<FakeCollection<serde_json::Value>>,
+    limit_ranges: Arc<FakeCollection<LimitRange>>,
+    secrets: Arc<FakeCollection<Secret>>,
     authorizer: Arc<FakeAuthorizer>,
     port: u16,
     _dir: tempfile::TempDir,
@@ -233,12 +253,12 @@ pub struct FakeApiServer {
 }
 
 impl FakeApiServer {
-    /// Serves `namespaces` at collection resourceVersion `resource_version`, and no pods or
-    /// GMSACredentialSpecs (at resourceVersion `1`, not held). With `hold_list`, namespace list
-    /// responses wait for [`FakeCollection::release_list`].
+    /// Serves `namespaces` at collection resourceVersion `resource_version`, and no pods,
+    /// GMSACredentialSpecs, LimitRanges or Secrets (at resourceVersion `1`, not held). With
+    /// `hold_list`, namespace list responses wait for [`FakeCollection::release_list`].
     ///
-    /// To serve pods or specs, or hold their lists, configure [`FakeApiServer::pods`] or
-    /// [`FakeApiServer::gmsa_specs`] before starting the client that lists them.
+    /// To serve other objects, or hold their lists, configure their collection (such as
+    /// [`FakeApiServer::pods`]) before starting the client that lists them.
     pub async fn start(
         resource_version: &str,
         namespaces: Vec<Namespace>,
@@ -265,6 +285,23 @@ impl FakeApiServer {
             Vec::new(),
             false,
         ));
+        let limit_ranges = Arc::new(FakeCollection::new(
+            "/api/v1/limitranges",
+            ("v1", "LimitRangeList"),
+            "1",
+            Vec::new(),
+            false,
+        ));
+        let secrets = Arc::new(FakeCollection {
+            metadata_only: true,
+            ..FakeCollection::new(
+                "/api/v1/secrets",
+                ("meta.k8s.io/v1", "PartialObjectMetadataList"),
+                "1",
+                Vec::new(),
+                false,
+            )
+        });
         let authorizer = Arc::new(FakeAuthorizer::new());
         let app = Router::new()
             .route(
@@ -278,6 +315,14 @@ impl FakeApiServer {
             .route(
                 gmsa_specs.path,
                 get(list_or_watch::<serde_json::Value>).with_state(Arc::clone(&gmsa_specs)),
+            )
+            .route(
+                limit_ranges.path,
+                get(list_or_watch::<LimitRange>).with_state(Arc::clone(&limit_ranges)),
+            )
+            .route(
+                secrets.path,
+                get(list_or_watch::<Secret>).with_state(Arc::clone(&secrets)),
             )
             .route(
                 "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews",
@@ -298,6 +343,8 @@ impl FakeApiServer {
             namespaces,
             pods,
             gmsa_specs,
+            limit_ranges,
+            secrets,
             authorizer,
             port,
             _dir: dir,
@@ -327,6 +374,19 @@ impl FakeApiServer {
         &self.gmsa_specs
     }
 
+    /// The LimitRange collection across all namespaces, `/api/v1/limitranges` (see
+    /// [`limit_range`]).
+    pub fn limit_ranges(&self) -> &FakeCollection<LimitRange> {
+        &self.limit_ranges
+    }
+
+    /// The Secret collection across all namespaces, `/api/v1/secrets`, served as metadata only:
+    /// lists and watches must ask for `PartialObjectMetadata` (see [`METADATA_LIST`]), and the
+    /// Secrets given (see [`secret`]) and sent as events lose all but their metadata.
+    pub fn secrets(&self) -> &FakeCollection<Secret> {
+        &self.secrets
+    }
+
     /// The LocalSubjectAccessReview endpoint: its programmed answer and the reviews received.
     pub fn authorizer(&self) -> &FakeAuthorizer {
         &self.authorizer
@@ -337,11 +397,13 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         eprintln!(
             "fake API server on port {} received: namespaces {:#?}, pods {:#?}, \
-             gmsacredentialspecs {:#?}, {} access reviews",
+             gmsacredentialspecs {:#?}, limitranges {:#?}, secrets {:#?}, {} access reviews",
             self.port,
             self.namespaces.requests.borrow(),
             self.pods.requests.borrow(),
             self.gmsa_specs.requests.borrow(),
+            self.limit_ranges.requests.borrow(),
+            self.secrets.requests.borrow(),
             self.authorizer.calls()
         );
     }
@@ -412,20 +474,68 @@ pub fn pod(namespace: &str, name: &str, resource_version: &str) -> Pod {
     }
 }
 
+/// The `Accept` media type of a metadata-only list, as kube sends it for
+/// `Api<PartialObjectMeta<K>>` lists (and its deprecated `metadata_watcher`).
+pub const METADATA_LIST: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+/// The `Accept` media type of metadata-only objects, as kube sends it on watches.
+pub const METADATA_OBJECT: &str = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+
+/// Whether the `Accept` header `accept` offers `media_type` (one of its comma-separated
+/// entries, spaces ignored).
+fn accepts(accept: Option<&str>, media_type: &str) -> bool {
+    accept.is_some_and(|accept| {
+        accept
+            .split(',')
+            .any(|entry| entry.replace(' ', "") == media_type)
+    })
+}
+
+/// `object`'s metadata as the API server sends it for metadata-only requests.
+fn partial_object_metadata(object: serde_json::Value) -> serde_json::Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 /// Answers a list (held while the collection's list is held) or opens a watch.
-async fn list_or_watch<K>(State(shared): State<Arc<FakeCollection<K>>>, uri: Uri) -> Response
+///
+/// A metadata-only collection answers `406 Not Acceptable` unless the request asks for
+/// `PartialObjectMetadataList` (list) or `PartialObjectMetadata` (watch). The real API server
+/// would send the full objects instead; refusing makes a client that would fetch Secret data
+/// fail its test.
+async fn list_or_watch<K>(
+    State(shared): State<Arc<FakeCollection<K>>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Response
 where
     K: Serialize + Clone + Send + Sync + 'static,
 {
     let request = Recorded {
         path: uri.path().to_owned(),
         query: uri.query().unwrap_or_default().to_owned(),
+        accept: headers
+            .get(header::ACCEPT)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned),
     };
     let is_watch = request.is_watch();
+    let wanted = if is_watch {
+        METADATA_OBJECT
+    } else {
+        METADATA_LIST
+    };
+    let acceptable = !shared.metadata_only || accepts(request.accept.as_deref(), wanted);
     shared.requests.send_modify(|all| all.push(request));
 
     if let Some(code) = *shared.failure.borrow() {
         return failure(code);
+    }
+    if !acceptable {
+        return failure(406);
     }
     if is_watch {
         let (tx, rx) = mpsc::unbounded_channel::<String>();
@@ -448,6 +558,13 @@ where
         return failure(code);
     }
     let (resource_version, items) = shared.list.lock().unwrap().clone();
+    let mut items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|item| serde_json::to_value(item).unwrap())
+        .collect();
+    if shared.metadata_only {
+        items = items.into_iter().map(partial_object_metadata).collect();
+    }
     let (api_version, kind) = shared.list_type;
     let body = json!({
         "apiVersion": api_version,
@@ -495,6 +612,60 @@ fn failure(code: u16) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// A LimitRange the way the API server stores it: name, namespace, resourceVersion, managed
+/// fields (which kadmit strips) and one `Container` limit whose default CPU limit is
+/// `default_cpu`, defaulted as the API server does (`defaultRequest` copied from `default`).
+pub fn limit_range(
+    namespace: &str,
+    name: &str,
+    resource_version: &str,
+    default_cpu: &str,
+) -> LimitRange {
+    let cpu =
+        || std::collections::BTreeMap::from([("cpu".to_owned(), Quantity(default_cpu.to_owned()))]);
+    LimitRange {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            resource_version: Some(resource_version.to_owned()),
+            managed_fields: Some(vec![
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                    manager: Some("kubectl".to_owned()),
+                    operation: Some("Apply".to_owned()),
+                    ..Default::default()
+                },
+            ]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LimitRangeSpec {
+            limits: vec![LimitRangeItem {
+                type_: "Container".to_owned(),
+                default: Some(cpu()),
+                default_request: Some(cpu()),
+                ..LimitRangeItem::default()
+            }],
+        }),
+    }
+}
+
+/// A Secret with data, as stored: [`FakeApiServer::secrets`] serves only its metadata.
+pub fn secret(namespace: &str, name: &str, resource_version: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            resource_version: Some(resource_version.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".to_owned()),
+        data: Some(std::collections::BTreeMap::from([(
+            ".dockerconfigjson".to_owned(),
+            ByteString(br#"{"auths":{}}"#.to_vec()),
+        )])),
+        ..Secret::default()
+    }
 }
 
 /// A GMSACredentialSpec the way the API server serves it: `windows.k8s.io/v1`, cluster-scoped,
