@@ -255,19 +255,19 @@ fn apply_to_container(
         if has(&resources.limits, resource) {
             continue;
         }
-        if let Some(request) = resources.requests.as_ref().and_then(|r| r.get(resource)) {
-            if let Some(problem) = exceeds(request, &limit.parsed, "request") {
-                warnings.push(skipped(
-                    kind,
-                    &container.name,
-                    resource,
-                    "limit",
-                    limit,
-                    defaults,
-                    &problem,
-                ));
-                continue;
-            }
+        if let Some(request) = resources.requests.as_ref().and_then(|r| r.get(resource))
+            && let Some(problem) = exceeds(request, &limit.parsed)
+        {
+            warnings.push(skipped(
+                kind,
+                &container.name,
+                resource,
+                "limit",
+                limit,
+                defaults,
+                &problem,
+            ));
+            continue;
         }
         resources
             .limits
@@ -279,19 +279,19 @@ fn apply_to_container(
         if has(&resources.requests, resource) {
             continue;
         }
-        if let Some(limit) = resources.limits.as_ref().and_then(|l| l.get(resource)) {
-            if let Some(problem) = below(limit, &request.parsed) {
-                warnings.push(skipped(
-                    kind,
-                    &container.name,
-                    resource,
-                    "request",
-                    request,
-                    defaults,
-                    &problem,
-                ));
-                continue;
-            }
+        if let Some(limit) = resources.limits.as_ref().and_then(|l| l.get(resource))
+            && let Some(problem) = below(limit, &request.parsed)
+        {
+            warnings.push(skipped(
+                kind,
+                &container.name,
+                resource,
+                "request",
+                request,
+                defaults,
+                &problem,
+            ));
+            continue;
         }
         resources
             .requests
@@ -315,16 +315,16 @@ fn has(map: &Option<BTreeMap<String, Quantity>>, resource: &str) -> bool {
 }
 
 /// Why the container's existing `request` rules out a default limit of `limit`, if it does.
-fn exceeds(request: &Quantity, limit: &ParsedQuantity, what: &str) -> Option<String> {
+fn exceeds(request: &Quantity, limit: &ParsedQuantity) -> Option<String> {
     match ParsedQuantity::try_from(request) {
         Ok(value) if value > *limit => Some(format!(
-            "it is below the container's {what} {}, and a request above its limit makes the pod \
+            "it is below the container's request {}, and a request above its limit makes the pod \
              invalid",
             request.0
         )),
         Ok(_) => None,
         Err(_) => Some(format!(
-            "the container's {what} `{}` is not a valid quantity to compare it with",
+            "the container's request `{}` is not a valid quantity to compare it with",
             request.0
         )),
     }
