@@ -818,8 +818,25 @@ mod tests {
     #[test]
     fn cluster_errors_are_policy_errors() {
         let object = pod(json!({"containers": [{"name": "app"}]}));
+        // An empty selector needs no lookup (and so no cluster); a real one does.
+        let selective = SecurityDefaultsConfig {
+            namespace_selector: serde_json::from_value(json!({"matchLabels": {"team": "a"}}))
+                .unwrap(),
+            ..all_on()
+        };
+        assert!(
+            run_full(
+                all_on(),
+                MutationSummary::Both,
+                "CREATE",
+                None,
+                &object,
+                &Broken
+            )
+            .is_ok()
+        );
         let err = run_full(
-            all_on(),
+            selective,
             MutationSummary::Both,
             "CREATE",
             None,
