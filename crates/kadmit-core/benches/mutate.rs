@@ -1,6 +1,10 @@
 //! The whole `/mutate` pipeline on the bench review (`../shared/bench/pod-review.json`): decoding,
 //! then default resources (a LimitRange and a cluster rule), pull secrets by image rule and
-//! security defaults, each producing part of the patch, and GMSA (nothing to expand).
+//! security defaults, and GMSA (nothing to expand).
+//!
+//! The bench pod already sets every security default, so it is measured twice: as published
+//! (resources and pull secrets patch it; security defaults find nothing to do) and with its
+//! containers' `securityContext` removed, so that every defaulting policy contributes.
 //!
 //!     cargo bench -p kadmit-core --bench mutate
 //!
@@ -66,30 +70,49 @@ fn benches(c: &mut Criterion) {
     let pipeline = Pipeline::from_config(&Config::from_yaml(CONFIG).unwrap());
     let cluster = Snapshot::parse(CLUSTER).unwrap();
 
-    // What is measured must be what is claimed: every defaulting policy patches this pod.
-    let review = Review::from_slice(&body).unwrap();
-    let decision = pipeline.evaluate(Endpoint::Mutate, &review, &cluster);
-    for policy in [
-        "default-resources",
-        "image-pull-secrets",
-        "security-defaults",
-    ] {
-        assert!(
-            decision.response.audit_annotations.contains_key(policy),
-            "{policy} did not patch the bench pod: {:?}",
-            decision.response
-        );
+    let mut bare: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let spec = &mut bare["request"]["object"]["spec"];
+    for list in ["containers", "initContainers"] {
+        for container in spec[list].as_array_mut().unwrap() {
+            container.as_object_mut().unwrap().remove("securityContext");
+        }
     }
+    let bare = serde_json::to_vec(&bare).unwrap();
 
-    c.bench_function(
-        "mutate pipeline: decode + every defaulting policy (bench review)",
-        |b| {
+    // What is measured must be what is claimed: which policies patch each variant.
+    let variants = [
+        (
+            "mutate pipeline: bench review (resources and pull secrets patch)",
+            &body,
+            &["default-resources", "image-pull-secrets"][..],
+        ),
+        (
+            "mutate pipeline: bench review without securityContexts (all three patch)",
+            &bare,
+            &[
+                "default-resources",
+                "image-pull-secrets",
+                "security-defaults",
+            ][..],
+        ),
+    ];
+    for (name, body, patching) in variants {
+        let review = Review::from_slice(body).unwrap();
+        let decision = pipeline.evaluate(Endpoint::Mutate, &review, &cluster);
+        let patched: Vec<&str> = decision
+            .response
+            .audit_annotations
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(patched, patching, "{name}: {:?}", decision.response);
+        c.bench_function(name, |b| {
             b.iter(|| {
-                let review = Review::from_slice(&body).unwrap();
+                let review = Review::from_slice(body).unwrap();
                 pipeline.evaluate(Endpoint::Mutate, &review, &cluster)
             })
-        },
-    );
+        });
+    }
 }
 
 criterion_group!(group, benches);

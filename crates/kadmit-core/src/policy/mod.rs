@@ -62,6 +62,10 @@ pub struct PolicyOutcome {
     pub denial: Option<Status>,
     /// JSON Patch operations (mutation only), relative to the object the policy was given.
     pub patch: Vec<PatchOperation>,
+    /// The object with `patch` applied, when the policy built it as a typed value (mutation
+    /// only), so the pipeline hands it to the next policy instead of re-applying the patch to a
+    /// re-encoded copy.
+    pub mutated: Option<TypedObject>,
     /// Warnings for the client.
     pub warnings: Vec<String>,
     /// Audit annotations (keys without the webhook-name prefix).

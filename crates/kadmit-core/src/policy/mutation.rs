@@ -54,12 +54,186 @@ pub(crate) fn namespace_selected(
 }
 
 /// The JSON Patch that turns `before` into `after`.
-pub(crate) fn pod_patch(before: &Pod, after: &Pod) -> Result<Vec<PatchOperation>, PolicyError> {
-    let encode = |pod: &Pod| {
-        serde_json::to_value(pod)
-            .map_err(|e| PolicyError::Other(format!("encoding the pod for its patch: {e}")))
+///
+/// Serializing and comparing whole pods costs tens of microseconds, so the parts defaulting
+/// changes — annotations, the pod's security context and pull secrets, each container — are
+/// compared as typed values and only those that differ are serialized and diffed. Anything else
+/// that differs is still found: the rest of the pod is compared too, and diffed whole if it
+/// changed. `after` is only borrowed mutably to make that comparison without copying it; it is
+/// left as it was given.
+pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperation>, PolicyError> {
+    let mut ops = Vec::new();
+    part(
+        &mut ops,
+        &["metadata", "annotations"],
+        before.metadata.annotations.as_ref(),
+        after.metadata.annotations.as_ref(),
+    )?;
+    // In the order of the serialized keys, as a whole-pod diff would list them.
+    if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_ref()) {
+        list(
+            &mut ops,
+            "containers",
+            Some(&b.containers),
+            Some(&a.containers),
+        )?;
+        list(
+            &mut ops,
+            "ephemeralContainers",
+            b.ephemeral_containers.as_ref(),
+            a.ephemeral_containers.as_ref(),
+        )?;
+        part(
+            &mut ops,
+            &["spec", "imagePullSecrets"],
+            b.image_pull_secrets.as_ref(),
+            a.image_pull_secrets.as_ref(),
+        )?;
+        list(
+            &mut ops,
+            "initContainers",
+            b.init_containers.as_ref(),
+            a.init_containers.as_ref(),
+        )?;
+        part(
+            &mut ops,
+            &["spec", "securityContext"],
+            b.security_context.as_ref(),
+            a.security_context.as_ref(),
+        )?;
+    }
+    // The rest: with the parts above put back as they were, `after` must equal `before`.
+    let theirs = Parts::take(after);
+    Parts::of(before).put(after);
+    let rest: Result<Vec<PatchOperation>, PolicyError> = if *after == *before {
+        Ok(Vec::new())
+    } else {
+        Ok(json_patch::diff(&encode(before)?, &encode(after)?).0)
     };
-    Ok(json_patch::diff(&encode(before)?, &encode(after)?).0)
+    theirs.put(after);
+    ops.extend(rest?);
+    Ok(ops)
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, PolicyError> {
+    serde_json::to_value(value)
+        .map_err(|e| PolicyError::Other(format!("encoding the pod for its patch: {e}")))
+}
+
+/// Adds to `ops` what turns `before` into `after` at `path` (unescaped tokens): an absent value
+/// is added whole, a present one diffed member by member.
+fn part<T: serde::Serialize + PartialEq>(
+    ops: &mut Vec<PatchOperation>,
+    path: &[&str],
+    before: Option<&T>,
+    after: Option<&T>,
+) -> Result<(), PolicyError> {
+    let pointer = || json_patch::jsonptr::PointerBuf::from_tokens(path.iter().copied());
+    match (before, after) {
+        (Some(b), Some(a)) if b != a => {
+            let base = pointer();
+            for mut op in json_patch::diff(&encode(b)?, &encode(a)?).0 {
+                let path = match &mut op {
+                    PatchOperation::Add(op) => &mut op.path,
+                    PatchOperation::Remove(op) => &mut op.path,
+                    PatchOperation::Replace(op) => &mut op.path,
+                    PatchOperation::Move(op) => &mut op.path,
+                    PatchOperation::Copy(op) => &mut op.path,
+                    PatchOperation::Test(op) => &mut op.path,
+                };
+                let mut full = base.clone();
+                full.append(&*path);
+                *path = full;
+                ops.push(op);
+            }
+        }
+        (None, Some(a)) => ops.push(PatchOperation::Add(json_patch::AddOperation {
+            path: pointer(),
+            value: encode(a)?,
+        })),
+        (Some(_), None) => ops.push(PatchOperation::Remove(json_patch::RemoveOperation {
+            path: pointer(),
+        })),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// [`part`] for a container list: container by container when the list keeps its length.
+fn list<T: serde::Serialize + PartialEq>(
+    ops: &mut Vec<PatchOperation>,
+    name: &str,
+    before: Option<&Vec<T>>,
+    after: Option<&Vec<T>>,
+) -> Result<(), PolicyError> {
+    match (before, after) {
+        (Some(b), Some(a)) if b.len() == a.len() => {
+            for (i, (b, a)) in b.iter().zip(a).enumerate() {
+                part(ops, &["spec", name, &i.to_string()], Some(b), Some(a))?;
+            }
+            Ok(())
+        }
+        _ => part(ops, &["spec", name], before, after),
+    }
+}
+
+/// The parts of a pod that [`pod_patch`] compares one by one.
+struct Parts {
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+    spec: Option<SpecParts>,
+}
+
+type SpecParts = (
+    Option<k8s_openapi::api::core::v1::PodSecurityContext>,
+    Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>>,
+    Vec<k8s_openapi::api::core::v1::Container>,
+    Option<Vec<k8s_openapi::api::core::v1::Container>>,
+    Option<Vec<k8s_openapi::api::core::v1::EphemeralContainer>>,
+);
+
+impl Parts {
+    fn of(pod: &Pod) -> Parts {
+        Parts {
+            annotations: pod.metadata.annotations.clone(),
+            spec: pod.spec.as_ref().map(|s| {
+                (
+                    s.security_context.clone(),
+                    s.image_pull_secrets.clone(),
+                    s.containers.clone(),
+                    s.init_containers.clone(),
+                    s.ephemeral_containers.clone(),
+                )
+            }),
+        }
+    }
+
+    fn take(pod: &mut Pod) -> Parts {
+        Parts {
+            annotations: pod.metadata.annotations.take(),
+            spec: pod.spec.as_mut().map(|s| {
+                (
+                    s.security_context.take(),
+                    s.image_pull_secrets.take(),
+                    std::mem::take(&mut s.containers),
+                    s.init_containers.take(),
+                    s.ephemeral_containers.take(),
+                )
+            }),
+        }
+    }
+
+    fn put(self, pod: &mut Pod) {
+        pod.metadata.annotations = self.annotations;
+        if let (Some(spec), Some(parts)) = (pod.spec.as_mut(), self.spec) {
+            (
+                spec.security_context,
+                spec.image_pull_secrets,
+                spec.containers,
+                spec.init_containers,
+                spec.ephemeral_containers,
+            ) = parts;
+        }
+    }
 }
 
 /// Adds `summary` (what `policy` changed) where the configuration asks for it: the audit
@@ -112,7 +286,7 @@ mod tests {
                 "memory".to_owned(),
                 k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".to_owned()),
             );
-        let patch = pod_patch(&before, &after).unwrap();
+        let patch = pod_patch(&before, &mut after.clone()).unwrap();
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             serde_json::json!([
@@ -131,7 +305,7 @@ mod tests {
             pod.metadata.annotations = Some(Default::default());
             pod
         };
-        let patch = pod_patch(&with_annotations, &after).unwrap();
+        let patch = pod_patch(&with_annotations, &mut after.clone()).unwrap();
         let paths: Vec<String> = patch
             .iter()
             .filter_map(|op| match op {
@@ -146,6 +320,21 @@ mod tests {
         assert!(
             paths.contains(&"/metadata/annotations/kubernetes.io~1limit-ranger".to_owned()),
             "{paths:?}"
+        );
+        // A change outside the parts compared one by one is found too, and `after` is left
+        // as it was given.
+        let mut elsewhere = before.clone();
+        elsewhere.spec.as_mut().unwrap().hostname = Some("h".to_owned());
+        elsewhere.spec.as_mut().unwrap().containers[0].image = Some("nginx".to_owned());
+        let given = elsewhere.clone();
+        let patch = pod_patch(&before, &mut elsewhere).unwrap();
+        assert_eq!(elsewhere, given);
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            serde_json::json!([
+                {"op": "add", "path": "/spec/containers/0/image", "value": "nginx"},
+                {"op": "add", "path": "/spec/hostname", "value": "h"},
+            ])
         );
     }
 }

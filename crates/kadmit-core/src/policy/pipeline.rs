@@ -182,6 +182,7 @@ impl Pipeline {
             let PolicyOutcome {
                 denial,
                 patch,
+                mutated,
                 warnings,
                 audit_annotations,
                 events: policy_events,
@@ -203,7 +204,20 @@ impl Pipeline {
             }
             if endpoint == Endpoint::Mutate && !patch.is_empty() {
                 let later_policies = index + 1 < self.policies.len();
-                if later_policies {
+                if let (true, Some(mutated)) = (later_policies, mutated) {
+                    // The policy's own typed result must be what its patch produces; checked
+                    // wherever tests run (debug builds), skipped where it would cost (release).
+                    #[cfg(debug_assertions)]
+                    if let Ok(expected) = reapply(request, object.as_ref(), &patch) {
+                        debug_assert_eq!(
+                            expected.as_ref(),
+                            Some(&mutated),
+                            "{} handed on an object its patch does not produce",
+                            policy.name()
+                        );
+                    }
+                    object = Some(mutated);
+                } else if later_policies {
                     match reapply(request, object.as_ref(), &patch) {
                         Ok(next) => object = next,
                         Err(message) => {

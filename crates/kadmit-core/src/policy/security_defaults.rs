@@ -100,7 +100,8 @@ impl Policy for SecurityDefaults {
         if changes.is_empty() {
             return Ok(outcome);
         }
-        outcome.patch = pod_patch(pod, &defaulted)?;
+        outcome.patch = pod_patch(pod, &mut defaulted)?;
+        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(defaulted)));
         if !outcome.patch.is_empty() {
             summarize(&mut outcome, self.summary, NAME, changes.describe());
         }

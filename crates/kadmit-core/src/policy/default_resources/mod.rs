@@ -171,7 +171,8 @@ impl Policy for DefaultResources {
         if summary.is_empty() {
             return Ok(outcome);
         }
-        outcome.patch = pod_patch(pod, &after)?;
+        outcome.patch = pod_patch(pod, &mut after)?;
+        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(after)));
         summarize(
             &mut outcome,
             self.summary,

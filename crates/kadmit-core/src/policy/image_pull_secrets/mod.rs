@@ -240,7 +240,8 @@ impl Policy for ImagePullSecrets {
                     name: (*name).to_owned(),
                 }));
         }
-        outcome.patch = pod_patch(pod, &after)?;
+        outcome.patch = pod_patch(pod, &mut after)?;
+        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(after)));
 
         let for_images: Vec<String> = images
             .iter()
