@@ -4,6 +4,10 @@
 //!     cargo bench -p kadmit-core --bench gmsa
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator the server runs with (`src/main.rs`), so figures match what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{Criterion, criterion_group, criterion_main};
 use kadmit_core::cluster::Snapshot;
 use kadmit_core::{Config, Endpoint, Pipeline, Review};

@@ -11,6 +11,10 @@
 //! Reads `../shared` (or `$KADMIT_SHARED_DIR`); without it the benchmark is skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The allocator the server runs with (`src/main.rs`), so figures match what it costs there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
