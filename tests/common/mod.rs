@@ -3,6 +3,9 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod fake_api;
+pub mod process;
+
+pub use process::spawn_serve;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
