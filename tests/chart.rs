@@ -140,6 +140,10 @@ fn the_workload_passes_restricted_in_every_mode() {
         assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
         assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        // Endpoints drop the pod before its listener closes, within the grace period.
+        let args = container["args"].to_string();
+        assert!(args.contains("--shutdown-delay=5s"), "{args}");
+        assert_eq!(pod["terminationGracePeriodSeconds"], 40);
         assert!(
             pod["affinity"]["podAntiAffinity"].is_object(),
             "{name}: {pod}"
@@ -261,21 +265,51 @@ fn certificates_reach_the_webhooks_in_each_mode() {
             .contains("\"secretName\":\"kadmit-tls\""),
         "{volumes}"
     );
-    // cert-manager: a Certificate for the service names, the CA injected by annotation.
+    // cert-manager: a serving Certificate for the service names, issued by a CA of the chart's
+    // own (a self-signed root signing only the CA), the CA injected by annotation.
     let documents = render(
         &python,
         "kadmit",
         &json!({"certificates": {"mode": "cert-manager"}}),
     );
-    let certificate = one(&documents, "Certificate");
-    assert_eq!(certificate["spec"]["secretName"], "kadmit-tls");
+    let named = |kind: &str, name: &str| {
+        documents
+            .iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+            .clone()
+    };
+    let serving = named("Certificate", "kadmit");
+    assert_eq!(serving["spec"]["secretName"], "kadmit-tls");
     assert!(
-        certificate["spec"]["dnsNames"]
+        serving["spec"]["dnsNames"]
             .as_array()
             .unwrap()
             .contains(&json!("kadmit.kadmit.svc"))
     );
-    assert_eq!(one(&documents, "Issuer")["spec"], json!({"selfSigned": {}}));
+    assert_eq!(serving["spec"]["issuerRef"]["name"], "kadmit-ca");
+    let ca = named("Certificate", "kadmit-ca");
+    assert_eq!(ca["spec"]["isCA"], true);
+    assert_eq!(ca["spec"]["issuerRef"]["name"], "kadmit-selfsigned");
+    assert_eq!(
+        named("Issuer", "kadmit-selfsigned")["spec"],
+        json!({"selfSigned": {}})
+    );
+    assert_eq!(
+        named("Issuer", "kadmit-ca")["spec"],
+        json!({"ca": {"secretName": "kadmit-ca"}})
+    );
+    // With an issuer of the user's, only the serving Certificate.
+    let theirs = render(
+        &python,
+        "kadmit",
+        &json!({"certificates": {"mode": "cert-manager", "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}}}}),
+    );
+    assert!(find(&theirs, "Issuer").is_none());
+    assert_eq!(
+        one(&theirs, "Certificate")["spec"]["issuerRef"],
+        json!({"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"})
+    );
     assert!(find(&documents, "Secret").is_none());
     for kind in [
         "MutatingWebhookConfiguration",
