@@ -563,7 +563,7 @@ fn kadmit_certs_output_plugs_into_the_existing_secret_mode() {
     .unwrap();
     let cluster = dir.path().join("cluster.yaml");
     std::fs::write(&cluster, "").unwrap();
-    let server = common::spawn_serve(&[
+    let server = common::process::spawn_serve(&[
         "--config".as_ref(),
         config.as_os_str(),
         "--cluster".as_ref(),

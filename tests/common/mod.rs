@@ -5,8 +5,6 @@
 pub mod fake_api;
 pub mod process;
 
-pub use process::spawn_serve;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
