@@ -1,5 +1,7 @@
-//! The command line: `kadmit serve`, `kadmit check`, `kadmit replay` and `kadmit certs`.
+//! The command line: `kadmit serve`, `kadmit check`, `kadmit replay`, `kadmit bench` and
+//! `kadmit certs`.
 
+pub mod bench;
 pub mod certs;
 pub mod check;
 pub mod replay;
@@ -45,6 +47,9 @@ pub enum Command {
     /// Replay AdmissionReviews (captured by `serve`, pasted, or made from manifests) through
     /// the policies offline, and with --diff compare with the answers given at the time.
     Replay(Box<replay::ReplayArgs>),
+    /// Measure the policies on reviews (as `replay` reads them), in-process: p50/p95/p99 per
+    /// policy and endpoint, throughput, and with --compare a CI gate against a saved baseline.
+    Bench(Box<bench::BenchArgs>),
     /// Create a CA and a serving certificate for the webhook's service DNS names.
     Certs(certs::CertsArgs),
 }
@@ -68,6 +73,7 @@ pub fn run(cli: Cli) -> Result<u8, CliError> {
         Command::Serve(args) => serve::run(*args).map(|()| EXIT_OK),
         Command::Check(args) => check::run(args),
         Command::Replay(args) => replay::run(*args),
+        Command::Bench(args) => bench::run(*args),
         Command::Certs(args) => certs::run(args).map(|()| EXIT_OK),
     }
 }
