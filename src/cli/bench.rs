@@ -950,10 +950,21 @@ impl Report {
             [one] => one.clone(),
             many => format!("{} paths", many.len()),
         };
+        let plural = |n: u64, word: &str| {
+            if n == 1 {
+                format!("1 {word}")
+            } else {
+                format!("{n} {word}s")
+            }
+        };
         format!(
-            "kadmit bench: {} reviews from {from}{unusable}, {} iterations after {} warm-up, \
+            "kadmit bench: {} from {from}{unusable}, {} after {} warm-up, \
              1 thread ({} available), endpoints: {}",
-            inputs.reviews, self.iterations, self.warmup, self.available_parallelism, self.route
+            plural(inputs.reviews as u64, "review"),
+            plural(self.iterations, "iteration"),
+            self.warmup,
+            self.available_parallelism,
+            self.route
         )
     }
 }
