@@ -12,7 +12,8 @@ requests=${2:-50000}
 flags=(--config scripts/bench-full-policies.yaml --cluster scripts/bench-cluster.yaml)
 for h2 in "" 1; do
   for endpoint in validate mutate; do
-    echo "=== /$endpoint, ${h2:+HTTP/2}${h2:-HTTP/1.1}"
+    if [ -n "$h2" ]; then protocol=HTTP/2; else protocol=HTTP/1.1; fi
+    echo "=== /$endpoint, $protocol"
     BENCH_ENDPOINT=$endpoint BENCH_H2=$h2 scripts/bench-floor.sh "$rounds" "$requests" -- "${flags[@]}"
   done
 done

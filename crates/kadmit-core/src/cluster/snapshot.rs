@@ -7,8 +7,7 @@ use std::time::Instant;
 use k8s_openapi::Resource;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde_json::Value;
 
 use super::rbac::Rbac;
@@ -81,54 +80,47 @@ impl Snapshot {
     }
 
     /// Parses YAML (one or more documents) or JSON: plain objects, `List`s of them, or both.
+    ///
+    /// A `List`'s items are added one at a time as they are read, never all held as JSON values
+    /// at once: a dump of a large cluster (`kubectl get -A -o json`, tens of megabytes) would
+    /// otherwise take several hundred megabytes while it is read. A single JSON document is read
+    /// by serde_json, streaming; anything else (YAML, several documents) by serde_yaml_ng.
     pub fn parse(text: &str) -> Result<Snapshot, SnapshotError> {
         let mut snapshot = Snapshot::default();
-        for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-            let document_number = index + 1;
-            let value = Value::deserialize(document).map_err(|e| SnapshotError {
-                document: document_number,
-                item: None,
-                message: e.to_string(),
-            })?;
-            match value {
-                Value::Null => continue,
-                Value::Object(_) => {}
-                other => {
-                    return Err(SnapshotError {
-                        document: document_number,
-                        item: None,
-                        message: format!(
-                            "expected a Kubernetes object, found {}",
-                            crate::manifest::json_type(&other)
-                        ),
-                    });
-                }
+        if text.trim_start().starts_with('{') {
+            let mut failure = None;
+            let mut json = serde_json::Deserializer::from_str(text);
+            let seed = DocumentSeed {
+                snapshot: &mut snapshot,
+                document: 1,
+                failure: &mut failure,
+            };
+            let read = DeserializeSeed::deserialize(seed, &mut json).and_then(|()| json.end());
+            match (read, failure) {
+                (_, Some(failure)) => return Err(failure),
+                (Ok(()), None) => return Ok(snapshot),
+                // Not one JSON document (several, or YAML that starts like JSON): read it as YAML.
+                (Err(_), None) => snapshot = Snapshot::default(),
             }
-            let kind = value
-                .get("kind")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            if kind.ends_with("List") {
-                let Some(items) = value.get("items").and_then(Value::as_array) else {
+        }
+        for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+            let mut failure = None;
+            let seed = DocumentSeed {
+                snapshot: &mut snapshot,
+                document: index + 1,
+                failure: &mut failure,
+            };
+            let read = DeserializeSeed::deserialize(seed, document);
+            match (read, failure) {
+                (_, Some(failure)) => return Err(failure),
+                (Ok(()), None) => {}
+                (Err(e), None) => {
                     return Err(SnapshotError {
-                        document: document_number,
+                        document: index + 1,
                         item: None,
-                        message: format!("a {kind} needs an `items` array"),
+                        message: e.to_string(),
                     });
-                };
-                for (i, item) in items.iter().enumerate() {
-                    snapshot.add(item).map_err(|message| SnapshotError {
-                        document: document_number,
-                        item: Some(i),
-                        message,
-                    })?;
                 }
-            } else {
-                snapshot.add(&value).map_err(|message| SnapshotError {
-                    document: document_number,
-                    item: None,
-                    message,
-                })?;
             }
         }
         Ok(snapshot)
@@ -316,6 +308,189 @@ impl Snapshot {
     }
 }
 
+/// Reads one document into the snapshot: a plain object is added whole; a `List`'s `items` are
+/// added one by one as they are read. A problem found in the objects is put in `failure` (and
+/// reading stops with a placeholder error), so it keeps its document and item numbers.
+struct DocumentSeed<'s> {
+    snapshot: &'s mut Snapshot,
+    document: usize,
+    failure: &'s mut Option<SnapshotError>,
+}
+
+impl DocumentSeed<'_> {
+    fn fail<E: serde::de::Error>(&mut self, item: Option<usize>, message: String) -> E {
+        *self.failure = Some(SnapshotError {
+            document: self.document,
+            item,
+            message,
+        });
+        E::custom("the snapshot has an unusable object")
+    }
+
+    fn not_an_object<E: serde::de::Error>(mut self, found: &str) -> Result<(), E> {
+        Err(self.fail(None, format!("expected a Kubernetes object, found {found}")))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for DocumentSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        self.not_an_object("a boolean")
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        self.not_an_object("a number")
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        self.not_an_object("a number")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        self.not_an_object("a number")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        self.not_an_object("a string")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        self.not_an_object("a list")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<(), A::Error> {
+        let mut object = serde_json::Map::new();
+        let mut items: Option<Result<usize, &'static str>> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                items = Some(map.next_value_seed(ItemsSeed {
+                    document: &mut self,
+                })?);
+            } else {
+                let value: Value = map.next_value()?;
+                object.insert(key, value);
+            }
+        }
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        match (kind.ends_with("List"), items) {
+            (true, Some(Ok(_))) => Ok(()),
+            (true, _) => Err(self.fail(None, format!("a {kind} needs an `items` array"))),
+            (false, None) => match self.snapshot.add(&Value::Object(object)) {
+                Ok(()) => Ok(()),
+                Err(message) => Err(self.fail(None, message)),
+            },
+            (false, Some(_)) => {
+                let kind = if kind.is_empty() {
+                    "object without `kind`"
+                } else {
+                    &kind
+                };
+                Err(self.fail(
+                    None,
+                    format!("a {kind} has `items`; only a List (a kind ending in List) may"),
+                ))
+            }
+        }
+    }
+}
+
+/// A document's `items`: each is added to the snapshot as soon as it is read. Its value is the
+/// number of items, or what `items` was instead of a list.
+struct ItemsSeed<'a, 's> {
+    document: &'a mut DocumentSeed<'s>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ItemsSeed<'_, '_> {
+    type Value = Result<usize, &'static str>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ItemsSeed<'_, '_> {
+    type Value = Result<usize, &'static str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of objects")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut count = 0;
+        while let Some(item) = seq.next_element::<Value>()? {
+            if let Err(message) = self.document.snapshot.add(&item) {
+                return Err(self.document.fail(Some(count), message));
+            }
+            count += 1;
+        }
+        Ok(Ok(count))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map
+            .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+            .is_some()
+        {}
+        Ok(Err("an object"))
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err("null"))
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err("null"))
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err("a boolean"))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err("a number"))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err("a string"))
+    }
+}
+
 /// An object of a built-in kind. A wrong `apiVersion` gets its own message (the generated
 /// deserializers report it at the path `.`); other errors name the field's path.
 fn decode<T>(object: &Value) -> Result<T, String>
@@ -457,6 +632,35 @@ mod tests {
             snapshot.unused.get("ConfigMap (not a kind kadmit reads)"),
             Some(&1)
         );
+    }
+
+    #[test]
+    fn lists_are_read_item_by_item_in_json_and_yaml() {
+        // kubectl's order: items before kind.
+        let json = r#"{"apiVersion":"v1","items":[{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a"}},{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"a"}}],"kind":"List","metadata":{}}"#;
+        let snapshot = Snapshot::parse(json).unwrap();
+        assert!(snapshot.namespace("a").unwrap().is_some());
+        assert_eq!(snapshot.secret_exists("a", "s").unwrap(), Some(true));
+        let err = Snapshot::parse(r#"{"items":[{"kind":"Namespace","metadata":{"name":"a"}},{"metadata":{"name":"b"}}],"kind":"List"}"#)
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1, item 1: the object has no `kind`"
+        );
+        let err = Snapshot::parse(r#"{"kind":"NamespaceList","items":{"a":1}}"#).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "document 1: a NamespaceList needs an `items` array"
+        );
+        let err = Snapshot::parse("kind: List\n").unwrap_err();
+        assert_eq!(err.to_string(), "document 1: a List needs an `items` array");
+        let err = Snapshot::parse("kind: Widget\nmetadata: {name: w}\nitems: []\n").unwrap_err();
+        assert!(err.message.starts_with("a Widget has `items`"), "{err}");
+        // Several JSON documents separated by `---` are YAML documents.
+        let several = "{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"a\"}}\n---\n{\"kind\":\"Namespace\",\"metadata\":{\"name\":\"b\"}}\n";
+        assert_eq!(Snapshot::parse(several).unwrap().namespace_count(), 2);
+        let err = Snapshot::parse("{\"kind\": 3").unwrap_err();
+        assert_eq!(err.document, 1);
     }
 
     #[test]
