@@ -187,8 +187,13 @@ class FakeKube:
         class Handler(_Handler):
             pass
 
+        class Server(ThreadingHTTPServer):
+            # Helm opens several connections at once; the default listen backlog of 5 overflows
+            # on a loaded machine and the kernel then resets connections Helm already uses.
+            request_queue_size = 256
+
         Handler.fake = fake
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         t = threading.Thread(target=self.server.serve_forever, daemon=True)
         t.start()
