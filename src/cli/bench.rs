@@ -238,16 +238,18 @@ fn read_inputs(args: &BenchArgs) -> Result<Vec<InputText>, CliError> {
                 text: read,
             });
         } else {
-            collect(path, &mut files);
+            super::inputs::collect(path, &mut files);
         }
     }
     for file in files {
         let (path, text) = match file {
-            Found::File(path) => {
+            super::inputs::Found::File(path) => {
                 let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"));
                 (path, text)
             }
-            Found::Unreadable(path, err) => (path, Err(format!("cannot read: {err}"))),
+            super::inputs::Found::Unreadable(path, err) => {
+                (path, Err(format!("cannot read: {err}")))
+            }
         };
         texts.push(InputText {
             shown: path.display().to_string(),
@@ -266,52 +268,6 @@ fn read_inputs(args: &BenchArgs) -> Result<Vec<InputText>, CliError> {
         )));
     }
     Ok(texts)
-}
-
-/// A file to read, or a path that could not be read or searched.
-enum Found {
-    File(PathBuf),
-    Unreadable(PathBuf, std::io::Error),
-}
-
-/// The files under `path`, in the order `kadmit replay` reads them: a file as given, a
-/// directory's *.json, *.jsonl, *.yaml and *.yml files recursively, sorted by path.
-fn collect(path: &Path, found: &mut Vec<Found>) {
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(err) => {
-            found.push(Found::Unreadable(path.to_owned(), err));
-            return;
-        }
-    };
-    if !metadata.is_dir() {
-        found.push(Found::File(path.to_owned()));
-        return;
-    }
-    let mut children: Vec<(PathBuf, bool)> = match std::fs::read_dir(path) {
-        Ok(read) => read
-            .filter_map(Result::ok)
-            .map(|entry| {
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                (entry.path(), is_dir)
-            })
-            .collect(),
-        Err(err) => {
-            found.push(Found::Unreadable(path.to_owned(), err));
-            return;
-        }
-    };
-    children.sort();
-    for (child, is_dir) in children {
-        if is_dir {
-            collect(&child, found);
-        } else if matches!(
-            child.extension().and_then(|e| e.to_str()),
-            Some("json" | "jsonl" | "yaml" | "yml")
-        ) {
-            found.push(Found::File(child));
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

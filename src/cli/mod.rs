@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod certs;
 pub mod check;
+mod inputs;
 pub mod replay;
 pub mod serve;
 

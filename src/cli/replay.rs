@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -150,7 +150,12 @@ pub fn run(args: ReplayArgs) -> Result<u8, CliError> {
         if path.as_os_str() == "-" {
             inputs.push(Input::Stdin);
         } else {
-            collect(path, &mut inputs);
+            let mut found = Vec::new();
+            super::inputs::collect(path, &mut found);
+            inputs.extend(found.into_iter().map(|found| match found {
+                super::inputs::Found::File(path) => Input::File(path),
+                super::inputs::Found::Unreadable(path, err) => Input::Unreadable(path, err),
+            }));
         }
     }
     if inputs.is_empty() {
@@ -358,46 +363,6 @@ fn evaluate(replayable: Replayable, source: String, context: &FileContext<'_>) -
         route,
         replayed,
         changes,
-    }
-}
-
-/// The file itself (any name), or a directory's review files, recursively, sorted. Symbolic
-/// links to directories are not followed, so a link loop cannot recurse forever.
-fn collect(path: &Path, inputs: &mut Vec<Input>) {
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(err) => {
-            inputs.push(Input::Unreadable(path.to_owned(), err));
-            return;
-        }
-    };
-    if !metadata.is_dir() {
-        inputs.push(Input::File(path.to_owned()));
-        return;
-    }
-    let mut children: Vec<(PathBuf, bool)> = match std::fs::read_dir(path) {
-        Ok(read) => read
-            .filter_map(Result::ok)
-            .map(|entry| {
-                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-                (entry.path(), is_dir)
-            })
-            .collect(),
-        Err(err) => {
-            inputs.push(Input::Unreadable(path.to_owned(), err));
-            return;
-        }
-    };
-    children.sort();
-    for (child, is_dir) in children {
-        if is_dir {
-            collect(&child, inputs);
-        } else if matches!(
-            child.extension().and_then(|e| e.to_str()),
-            Some("json" | "jsonl" | "yaml" | "yml")
-        ) {
-            inputs.push(Input::File(child));
-        }
     }
 }
 
