@@ -12,7 +12,6 @@ mod common;
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use common::{TestOptions, TestServer, post_json};
 use kadmit::core::Config;
 use kadmit::core::cluster::Snapshot;
@@ -79,16 +78,7 @@ async fn mutate_in(server: &TestServer, namespace: &str, pod: &Value) -> Mutated
         }
     };
     let response = send(pod.clone()).await;
-    let ops = match response["patch"].as_str() {
-        Some(encoded) => {
-            assert_eq!(response["patchType"], "JSONPatch");
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(encoded)
-                .unwrap();
-            serde_json::from_slice(&bytes).unwrap()
-        }
-        None => json!([]),
-    };
+    let ops = Value::Array(common::admission::patch_ops(&response));
     let patch: json_patch::Patch = serde_json::from_value(ops.clone()).unwrap();
     let mut patched = pod.clone();
     json_patch::patch(&mut patched, &patch).unwrap();

@@ -11,7 +11,6 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use base64::Engine as _;
 use common::{TestOptions, TestServer, post_json};
 use k8s_openapi::api::core::v1::Pod;
 use kadmit::core::cluster::Snapshot;
@@ -101,21 +100,7 @@ impl Answer {
         assert_eq!(body["kind"], "AdmissionReview", "{body}");
         let response = &body["response"];
         assert_eq!(response["uid"], uid, "{body}");
-        let ops = match response.get("patch") {
-            None => {
-                assert!(response.get("patchType").is_none(), "{body}");
-                Vec::new()
-            }
-            Some(patch) => {
-                assert_eq!(response["patchType"], "JSONPatch", "{body}");
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(patch.as_str().unwrap())
-                    .unwrap();
-                let ops: Vec<Value> = serde_json::from_slice(&bytes).unwrap();
-                assert!(!ops.is_empty(), "an empty patch must be left out: {body}");
-                ops
-            }
-        };
+        let ops = common::admission::patch_ops(response);
         Answer { body, ops }
     }
 

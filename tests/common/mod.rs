@@ -2,6 +2,7 @@
 //! a real HTTPS client that verifies the CA and the service name `kadmit.kadmit.svc`.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod admission;
 pub mod fake_api;
 pub mod process;
 
