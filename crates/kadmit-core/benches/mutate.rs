@@ -15,8 +15,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::PathBuf;
+mod common;
 
+use common::shared;
 use criterion::{Criterion, criterion_group, criterion_main};
 use kadmit_core::cluster::Snapshot;
 use kadmit_core::{Config, Endpoint, Pipeline, Review};
@@ -55,18 +56,6 @@ kind: Secret
 apiVersion: v1
 metadata: {name: regcred, namespace: shop}
 "#;
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("KADMIT_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
 
 fn benches(c: &mut Criterion) {
     let Some(shared) = shared() else { return };

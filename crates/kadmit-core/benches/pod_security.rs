@@ -10,8 +10,9 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::PathBuf;
+mod common;
 
+use common::shared;
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::Pod;
 use kadmit_core::cluster::Snapshot;
@@ -19,18 +20,6 @@ use kadmit_core::config::{Level, PolicyVersion};
 use kadmit_core::manifest::{check_pod_security, read_manifest};
 use kadmit_core::policy::pod_security::checks::evaluate;
 use kadmit_core::{Config, Endpoint, Pipeline, Review};
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("KADMIT_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
 
 fn benches(c: &mut Criterion) {
     let Some(shared) = shared() else { return };

@@ -15,22 +15,13 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::path::PathBuf;
 
+mod common;
+
+use common::shared;
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::core::v1::{LimitRange, Namespace};
 use kadmit_core::cluster::{GmsaCredentialSpec, Snapshot};
 use kadmit_core::{Config, Endpoint, Pipeline, Review};
-
-fn shared() -> Option<PathBuf> {
-    let dir = std::env::var_os("KADMIT_SHARED_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIPPED: {} is absent", dir.display());
-        None
-    }
-}
 
 fn namespace(name: &str, team: usize) -> Namespace {
     serde_json::from_value(serde_json::json!({
