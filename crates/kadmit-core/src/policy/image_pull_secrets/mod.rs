@@ -179,7 +179,7 @@ impl Policy for ImagePullSecrets {
                 ));
                 continue;
             };
-            match ImageReference::parse(image) {
+            match ImageReference::parse_memoized(image) {
                 Ok(reference) => images.push((container, reference)),
                 Err(err) => outcome.warnings.push(format!(
                     "kadmit {NAME}: {container}: {err}; no imagePullSecrets rule can match it, \
