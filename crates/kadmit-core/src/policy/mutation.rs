@@ -9,7 +9,9 @@
 //! them as sent.
 
 use json_patch::PatchOperation;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    Container, EphemeralContainer, Pod, ResourceRequirements, SecurityContext,
+};
 
 use super::{PolicyError, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterError;
@@ -53,14 +55,15 @@ pub(crate) fn namespace_selected(
     Ok(selector.matches(name, labels))
 }
 
-/// The JSON Patch that turns `before` into `after`.
+/// The JSON Patch that turns `before` into `after`, for a policy that changed only the parts
+/// defaulting changes: annotations, the pod's security context and pull secrets, and the
+/// resources and security contexts of containers.
 ///
-/// Serializing and comparing whole pods costs tens of microseconds, so the parts defaulting
-/// changes — annotations, the pod's security context and pull secrets, each container — are
-/// compared as typed values and only those that differ are serialized and diffed. Anything else
-/// that differs is still found: the rest of the pod is compared too, and diffed whole if it
-/// changed. `after` is only borrowed mutably to make that comparison without copying it; it is
-/// left as it was given.
+/// Serializing and comparing whole pods costs tens of microseconds, so those parts are compared
+/// as typed values and only the ones that differ are serialized and diffed. A container that
+/// differs elsewhere too is diffed whole, so nothing it changed is missed. A policy that changes
+/// anything outside these parts breaks the contract; debug builds (every test) check it on every
+/// patch, release builds trust it.
 pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperation>, PolicyError> {
     let mut ops = Vec::new();
     part(
@@ -70,18 +73,18 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
         after.metadata.annotations.as_ref(),
     )?;
     // In the order of the serialized keys, as a whole-pod diff would list them.
-    if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_ref()) {
+    if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_mut()) {
         list(
             &mut ops,
             "containers",
             Some(&b.containers),
-            Some(&a.containers),
+            Some(&mut a.containers),
         )?;
         list(
             &mut ops,
             "ephemeralContainers",
             b.ephemeral_containers.as_ref(),
-            a.ephemeral_containers.as_ref(),
+            a.ephemeral_containers.as_mut(),
         )?;
         part(
             &mut ops,
@@ -93,7 +96,7 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
             &mut ops,
             "initContainers",
             b.init_containers.as_ref(),
-            a.init_containers.as_ref(),
+            a.init_containers.as_mut(),
         )?;
         part(
             &mut ops,
@@ -102,16 +105,17 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
             a.security_context.as_ref(),
         )?;
     }
-    // The rest: with the parts above put back as they were, `after` must equal `before`.
-    let theirs = Parts::take(after);
-    Parts::of(before).put(after);
-    let rest: Result<Vec<PatchOperation>, PolicyError> = if *after == *before {
-        Ok(Vec::new())
-    } else {
-        Ok(json_patch::diff(&encode(before)?, &encode(after)?).0)
-    };
-    theirs.put(after);
-    ops.extend(rest?);
+    #[cfg(debug_assertions)]
+    {
+        let theirs = Parts::take(after);
+        Parts::of(before).put(after);
+        let unchanged = *after == *before;
+        theirs.put(after);
+        assert!(
+            unchanged,
+            "a defaulting policy changed a part of the pod that pod_patch does not diff"
+        );
+    }
     Ok(ops)
 }
 
@@ -159,38 +163,124 @@ fn part<T: serde::Serialize + PartialEq>(
     Ok(())
 }
 
-/// [`part`] for a container list: container by container when the list keeps its length.
-fn list<T: serde::Serialize + PartialEq>(
+/// [`part`] for a container list: container by container when the list keeps its length, and
+/// within a container its resources and security context, unless it changed elsewhere too.
+fn list<T: ContainerParts>(
     ops: &mut Vec<PatchOperation>,
     name: &str,
     before: Option<&Vec<T>>,
-    after: Option<&Vec<T>>,
+    after: Option<&mut Vec<T>>,
 ) -> Result<(), PolicyError> {
     match (before, after) {
         (Some(b), Some(a)) if b.len() == a.len() => {
-            for (i, (b, a)) in b.iter().zip(a).enumerate() {
-                part(ops, &["spec", name, &i.to_string()], Some(b), Some(a))?;
+            for (i, (b, a)) in b.iter().zip(a.iter_mut()).enumerate() {
+                if b == a {
+                    continue;
+                }
+                let index = i.to_string();
+                if !a.differs_elsewhere(b) {
+                    part(
+                        ops,
+                        &["spec", name, &index, "resources"],
+                        b.resources(),
+                        a.resources(),
+                    )?;
+                    part(
+                        ops,
+                        &["spec", name, &index, "securityContext"],
+                        b.security_context(),
+                        a.security_context(),
+                    )?;
+                } else {
+                    part(ops, &["spec", name, &index], Some(b), Some(&*a))?;
+                }
             }
             Ok(())
         }
-        _ => part(ops, &["spec", name], before, after),
+        (before, after) => part(ops, &["spec", name], before, after.map(|a| &*a)),
     }
 }
 
-/// The parts of a pod that [`pod_patch`] compares one by one.
+/// What [`list`] compares one by one inside a container, for both container types.
+trait ContainerParts: serde::Serialize + PartialEq {
+    fn resources(&self) -> Option<&ResourceRequirements>;
+    fn security_context(&self) -> Option<&SecurityContext>;
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut Option<ResourceRequirements>,
+        &mut Option<SecurityContext>,
+    );
+
+    /// Whether `self` differs from `before` anywhere but its resources and security context.
+    /// Borrows `self` mutably only to compare without copying it; leaves it as it was.
+    fn differs_elsewhere(&mut self, before: &Self) -> bool {
+        let theirs = {
+            let (resources, security_context) = self.parts_mut();
+            (
+                std::mem::replace(resources, before.resources().cloned()),
+                std::mem::replace(security_context, before.security_context().cloned()),
+            )
+        };
+        let differs = *self != *before;
+        let (resources, security_context) = self.parts_mut();
+        (*resources, *security_context) = theirs;
+        differs
+    }
+}
+
+impl ContainerParts for Container {
+    fn resources(&self) -> Option<&ResourceRequirements> {
+        self.resources.as_ref()
+    }
+    fn security_context(&self) -> Option<&SecurityContext> {
+        self.security_context.as_ref()
+    }
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut Option<ResourceRequirements>,
+        &mut Option<SecurityContext>,
+    ) {
+        (&mut self.resources, &mut self.security_context)
+    }
+}
+
+impl ContainerParts for EphemeralContainer {
+    fn resources(&self) -> Option<&ResourceRequirements> {
+        self.resources.as_ref()
+    }
+    fn security_context(&self) -> Option<&SecurityContext> {
+        self.security_context.as_ref()
+    }
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut Option<ResourceRequirements>,
+        &mut Option<SecurityContext>,
+    ) {
+        (&mut self.resources, &mut self.security_context)
+    }
+}
+
+/// The parts of a pod that [`pod_patch`] compares one by one (to check, in debug builds, that
+/// nothing else changed).
+#[cfg(debug_assertions)]
 struct Parts {
     annotations: Option<std::collections::BTreeMap<String, String>>,
     spec: Option<SpecParts>,
 }
 
+#[cfg(debug_assertions)]
 type SpecParts = (
     Option<k8s_openapi::api::core::v1::PodSecurityContext>,
     Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>>,
-    Vec<k8s_openapi::api::core::v1::Container>,
-    Option<Vec<k8s_openapi::api::core::v1::Container>>,
-    Option<Vec<k8s_openapi::api::core::v1::EphemeralContainer>>,
+    Vec<Container>,
+    Option<Vec<Container>>,
+    Option<Vec<EphemeralContainer>>,
 );
 
+#[cfg(debug_assertions)]
 impl Parts {
     fn of(pod: &Pod) -> Parts {
         Parts {
@@ -321,11 +411,13 @@ mod tests {
             paths.contains(&"/metadata/annotations/kubernetes.io~1limit-ranger".to_owned()),
             "{paths:?}"
         );
-        // A change outside the parts compared one by one is found too, and `after` is left
-        // as it was given.
+        // A container that changed elsewhere too is diffed whole, so nothing is missed; and
+        // `after` is left as it was given.
         let mut elsewhere = before.clone();
-        elsewhere.spec.as_mut().unwrap().hostname = Some("h".to_owned());
-        elsewhere.spec.as_mut().unwrap().containers[0].image = Some("nginx".to_owned());
+        let container = &mut elsewhere.spec.as_mut().unwrap().containers[0];
+        container.image = Some("nginx".to_owned());
+        container.resources =
+            Some(serde_json::from_value(serde_json::json!({"limits": {"cpu": "1"}})).unwrap());
         let given = elsewhere.clone();
         let patch = pod_patch(&before, &mut elsewhere).unwrap();
         assert_eq!(elsewhere, given);
@@ -333,8 +425,21 @@ mod tests {
             serde_json::to_value(&patch).unwrap(),
             serde_json::json!([
                 {"op": "add", "path": "/spec/containers/0/image", "value": "nginx"},
-                {"op": "add", "path": "/spec/hostname", "value": "h"},
+                {"op": "add", "path": "/spec/containers/0/resources", "value": {"limits": {"cpu": "1"}}},
             ])
         );
+    }
+
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "a part of the pod that pod_patch does not diff")]
+    fn a_change_outside_the_parts_is_a_bug_caught_in_debug_builds() {
+        let before: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"}, "spec": {"containers": [{"name": "a"}]}
+        }))
+        .unwrap();
+        let mut after = before.clone();
+        after.spec.as_mut().unwrap().hostname = Some("h".to_owned());
+        let _ = pod_patch(&before, &mut after);
     }
 }
