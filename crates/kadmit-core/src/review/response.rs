@@ -71,7 +71,7 @@ struct WireResponse<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     patch_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
+    patch: Option<Box<serde_json::value::RawValue>>,
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     warnings: &'a [String],
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -124,7 +124,13 @@ impl AdmissionResponse {
         } else {
             // Serializing a Vec of serde-derived enums with string keys cannot fail.
             let json = serde_json::to_vec(&self.patch).unwrap_or_default();
-            Some(base64::engine::general_purpose::STANDARD.encode(json))
+            // Base64 needs no escaping, so the quoted text is written as it is rather than
+            // scanned byte by byte as a string (a patch is often the larger part of the answer).
+            let mut quoted = String::with_capacity(json.len() * 4 / 3 + 6);
+            quoted.push('"');
+            base64::engine::general_purpose::STANDARD.encode_string(json, &mut quoted);
+            quoted.push('"');
+            serde_json::value::RawValue::from_string(quoted).ok()
         };
         let wire = WireReview {
             api_version: version.api_version(),
