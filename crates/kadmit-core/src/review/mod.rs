@@ -7,6 +7,7 @@
 mod decode;
 mod object;
 mod response;
+mod skip;
 
 pub use decode::DecodeError;
 pub use object::{ObjectError, TypedObject, Workload, WorkloadKind};

@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 
 use super::GroupVersionKind;
 use super::decode::strip_position;
+use super::skip::{self, Skip, Skipping};
 
 /// An object kadmit's policies read, decoded once per review and shared by every policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -190,7 +191,9 @@ impl TypedObject {
         field: &'static str,
     ) -> Result<Option<TypedObject>, ObjectError> {
         if gvk.is_core_v1("Pod") {
-            decode_as::<Pod>(raw, field, "v1 Pod").map(|p| Some(TypedObject::Pod(Box::new(p))))
+            // Pods are most of what kadmit decodes; their unread members are skipped.
+            decode_skipping::<Pod>(raw, field, "v1 Pod", skip::pod())
+                .map(|p| Some(TypedObject::Pod(Box::new(p))))
         } else if gvk.is_core_v1("Namespace") {
             decode_as::<Namespace>(raw, field, "v1 Namespace")
                 .map(|n| Some(TypedObject::Namespace(Box::new(n))))
@@ -232,8 +235,33 @@ pub(crate) fn decode_as<T: DeserializeOwned>(
     field: &'static str,
     kind: &'static str,
 ) -> Result<T, ObjectError> {
+    decode_skipping(raw, field, kind, None)
+}
+
+/// [`decode_as`], passing over the members `skip` lists (see [`super::skip`]).
+fn decode_skipping<T: DeserializeOwned>(
+    raw: &RawValue,
+    field: &'static str,
+    kind: &'static str,
+    skip: Option<Skip>,
+) -> Result<T, ObjectError> {
+    // As for the review itself: the plain decoder first, path tracking only to explain a
+    // failure (it would double the cost of every well-formed object). `raw` is one JSON value,
+    // so nothing can follow it.
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    serde_path_to_error::deserialize(&mut de).map_err(|err| {
+    let fast = match skip {
+        Some(skip) => T::deserialize(Skipping::new(&mut de, skip)),
+        None => T::deserialize(&mut de),
+    };
+    if let Ok(object) = fast {
+        return Ok(object);
+    }
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    let tracked = match skip {
+        Some(skip) => serde_path_to_error::deserialize(Skipping::new(&mut de, skip)),
+        None => serde_path_to_error::deserialize(&mut de),
+    };
+    tracked.map_err(|err| {
         let path = err.path().to_string();
         let path = if path == "." {
             String::new()
