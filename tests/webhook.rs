@@ -443,7 +443,11 @@ impl Policy for HangPolicy {
         "test-hang"
     }
 
-    fn may_block(&self, _request: &kadmit::core::AdmissionRequest) -> bool {
+    fn may_block(
+        &self,
+        _request: &kadmit::core::AdmissionRequest,
+        _object: Option<&kadmit::core::review::TypedObject>,
+    ) -> bool {
         true
     }
 

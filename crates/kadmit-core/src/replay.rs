@@ -964,6 +964,7 @@ pub fn apply_patch(review: &Review, patch: &[PatchOperation]) -> Result<Review, 
     Ok(Review {
         version: review.version,
         request,
+        decoded: None,
     })
 }
 

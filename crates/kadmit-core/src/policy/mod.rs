@@ -107,7 +107,10 @@ pub trait Policy: Send + Sync {
     /// and the server runs them inline; otherwise the pipeline runs where a hang costs a thread,
     /// not the answer. Asked per request, so a policy that blocks only for some objects (GMSA
     /// references) costs nothing for the others.
-    fn may_block(&self, _request: &AdmissionRequest) -> bool {
+    ///
+    /// `object` is the request's object when it was decoded along with the review; otherwise it
+    /// is raw in `request.object`.
+    fn may_block(&self, _request: &AdmissionRequest, _object: Option<&TypedObject>) -> bool {
         false
     }
 

@@ -1,5 +1,6 @@
 //! Runs the enabled policies in a fixed order and folds their outcomes into one response.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -85,7 +86,10 @@ impl Pipeline {
     /// Whether any policy may block (wait on something outside the process) on `review`, so
     /// the server must run the pipeline where a stuck policy cannot hold up other requests.
     pub fn may_block(&self, review: &Review) -> bool {
-        self.policies.iter().any(|p| p.may_block(&review.request))
+        let object = review.decoded_objects().and_then(|d| d.object.as_ref());
+        self.policies
+            .iter()
+            .any(|p| p.may_block(&review.request, object))
     }
 
     /// A pipeline of exactly these policies, in this order (for embedding and tests).
@@ -172,15 +176,24 @@ impl Pipeline {
         mut timings: Option<&mut PolicyTimings>,
     ) -> Decision {
         let request = &review.request;
+        // Borrowed when the review came with its objects decoded; owned once decoded here or
+        // changed by a mutating policy.
         let decode = |raw: &Option<Box<serde_json::value::RawValue>>, field| match raw {
-            Some(raw) => TypedObject::decode(&request.kind, raw, field),
+            Some(raw) => TypedObject::decode(&request.kind, raw, field).map(|o| o.map(Cow::Owned)),
             None => Ok(None),
         };
         let started = timings.as_ref().map(|_| Instant::now());
-        let decoded = (
-            decode(&request.object, "object"),
-            decode(&request.old_object, "oldObject"),
-        );
+        let decoded = match review.decoded_objects() {
+            // Decoded with the review, in one pass over the body.
+            Some(objects) => (
+                Ok(objects.object.as_ref().map(Cow::Borrowed)),
+                Ok(objects.old_object.as_ref().map(Cow::Borrowed)),
+            ),
+            None => (
+                decode(&request.object, "object"),
+                decode(&request.old_object, "oldObject"),
+            ),
+        };
         if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started) {
             timings.decode = started.elapsed();
         }
@@ -204,8 +217,8 @@ impl Pipeline {
             progress.0.store(index + 1, Ordering::Relaxed);
             let ctx = ReviewContext {
                 request,
-                object: object.as_ref(),
-                old_object: old_object.as_ref(),
+                object: object.as_deref(),
+                old_object: old_object.as_deref(),
                 cluster,
                 deadline,
             };
@@ -255,7 +268,7 @@ impl Pipeline {
                     // The policy's own typed result must be what its patch produces; checked
                     // wherever tests run (debug builds), skipped where it would cost (release).
                     #[cfg(debug_assertions)]
-                    if let Ok(expected) = reapply(request, object.as_ref(), &patch) {
+                    if let Ok(expected) = reapply(request, object.as_deref(), &patch) {
                         debug_assert_eq!(
                             expected.as_ref(),
                             Some(&mutated),
@@ -263,10 +276,10 @@ impl Pipeline {
                             policy.name()
                         );
                     }
-                    object = Some(mutated);
+                    object = Some(Cow::Owned(mutated));
                 } else if later_policies {
-                    match reapply(request, object.as_ref(), &patch) {
-                        Ok(next) => object = next,
+                    match reapply(request, object.as_deref(), &patch) {
+                        Ok(next) => object = next.map(Cow::Owned),
                         Err(message) => {
                             errors.push(policy.name().to_owned());
                             let outcome =

@@ -132,7 +132,11 @@ fn check_envelope(envelope: AdmissionReview) -> Result<Review, DecodeError> {
     if request.uid.is_empty() {
         return Err(DecodeError::EmptyUid);
     }
-    Ok(Review { version, request })
+    Ok(Review {
+        version,
+        request,
+        decoded: None,
+    })
 }
 
 /// serde_json appends " at line L column C" to data errors; the path already says where.
@@ -234,7 +238,8 @@ mod tests {
 
     #[test]
     fn keeps_version_and_raw_object() {
-        let review = Review::from_slice(
+        // The plain decoder (Review::from_slice's one pass would decode the Pod instead).
+        let review = decode_review(
             br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","response":{},
                 "request":{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},
                 "operation":"CREATE","object":{"a": [1, 2]},"oldObject":null}}"#,

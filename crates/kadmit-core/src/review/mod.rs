@@ -6,6 +6,7 @@
 
 mod decode;
 mod object;
+mod one_pass;
 mod response;
 mod skip;
 
@@ -50,6 +51,18 @@ pub struct Review {
     pub version: ReviewVersion,
     /// The admission request.
     pub request: AdmissionRequest,
+    /// `object` and `oldObject` decoded as their kind in the same pass as the review, when
+    /// [`Review::from_slice`] could (see [`Review::decoded_objects`]).
+    pub(crate) decoded: Option<DecodedObjects>,
+}
+
+/// `object` and `oldObject` of a request, decoded as the kind the request claims.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DecodedObjects {
+    /// `object`, when present and of a kind kadmit reads.
+    pub object: Option<TypedObject>,
+    /// `oldObject`, when present and of a kind kadmit reads.
+    pub old_object: Option<TypedObject>,
 }
 
 impl Review {
@@ -58,8 +71,22 @@ impl Review {
     /// Unknown fields are ignored (the API server adds fields over time); what kadmit needs to
     /// answer at all (`apiVersion`, `kind`, `request.uid`, `request.kind`, `request.operation`)
     /// must be present and well-formed, and the error says which one is not.
+    ///
+    /// A well-formed review from the API server is decoded in one pass, its objects straight
+    /// into their types: then the objects kadmit reads are in [`Review::decoded_objects`] and
+    /// not kept raw in `request.object` / `request.old_object`. Anything else is decoded the
+    /// plain way, objects raw, so errors name the offending field.
     pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
+        if let Some(review) = one_pass::decode(body) {
+            return Ok(review);
+        }
         decode::decode_review(body)
+    }
+
+    /// The objects [`Review::from_slice`] decoded along with the review, if it did; otherwise
+    /// they are raw in `request` and the pipeline decodes them.
+    pub fn decoded_objects(&self) -> Option<&DecodedObjects> {
+        self.decoded.as_ref()
     }
 }
 
@@ -167,10 +194,11 @@ pub struct AdmissionRequest {
     /// Who is doing it.
     #[serde(default)]
     pub user_info: UserInfo,
-    /// The new object (CREATE, UPDATE, CONNECT options), as sent.
+    /// The new object (CREATE, UPDATE, CONNECT options), as sent; `None` when absent, and also
+    /// when [`Review::from_slice`] decoded it as its kind instead ([`Review::decoded_objects`]).
     #[serde(default)]
     pub object: Option<Box<RawValue>>,
-    /// The existing object (UPDATE, DELETE), as sent.
+    /// The existing object (UPDATE, DELETE), as sent; `None` as for `object`.
     #[serde(default)]
     pub old_object: Option<Box<RawValue>>,
     /// Whether the request is a dry run: policies must not cause side effects.

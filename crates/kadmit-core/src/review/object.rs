@@ -164,6 +164,56 @@ impl Workload {
     }
 }
 
+impl Workload {
+    /// Decodes a `kind` from `de` and keeps its metadata and pod template (for the one-pass
+    /// decoder; [`Workload::decode`] is the raw-JSON path with precise errors).
+    pub(crate) fn deserialize_as<'de, D: serde::Deserializer<'de>>(
+        kind: WorkloadKind,
+        de: D,
+    ) -> Result<Workload, D::Error> {
+        use serde::Deserialize;
+        let (metadata, template) = match kind {
+            WorkloadKind::ReplicationController => {
+                let o = ReplicationController::deserialize(de)?;
+                (o.metadata, o.spec.and_then(|s| s.template))
+            }
+            WorkloadKind::PodTemplate => {
+                let o = PodTemplate::deserialize(de)?;
+                (o.metadata, o.template)
+            }
+            WorkloadKind::ReplicaSet => {
+                let o = ReplicaSet::deserialize(de)?;
+                (o.metadata, o.spec.template)
+            }
+            WorkloadKind::Deployment => {
+                let o = Deployment::deserialize(de)?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::StatefulSet => {
+                let o = StatefulSet::deserialize(de)?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::DaemonSet => {
+                let o = DaemonSet::deserialize(de)?;
+                (o.metadata, Some(o.spec.template))
+            }
+            WorkloadKind::Job => {
+                let o = Job::deserialize(de)?;
+                (o.metadata, o.spec.map(|s| s.template))
+            }
+            WorkloadKind::CronJob => {
+                let o = CronJob::deserialize(de)?;
+                (o.metadata, o.spec.job_template.spec.map(|s| s.template))
+            }
+        };
+        Ok(Workload {
+            kind,
+            metadata,
+            template,
+        })
+    }
+}
+
 /// `object` or `oldObject` does not decode as the kind the request says it is.
 ///
 /// The API server never sends this; a client that does gets a denial with code 400 whose

@@ -427,12 +427,22 @@ impl Policy for Gmsa {
         "gmsa"
     }
 
-    fn may_block(&self, request: &AdmissionRequest) -> bool {
+    fn may_block(&self, request: &AdmissionRequest, object: Option<&TypedObject>) -> bool {
         // Only pods that mention GMSA reach the authorizer; the rest are judged in memory.
-        request
+        let raw_mentions = request
             .object
             .as_ref()
-            .is_some_and(|o| o.get().contains("gmsaCredentialSpec"))
+            .is_some_and(|o| o.get().contains("gmsaCredentialSpec"));
+        let typed_mentions = object
+            .and_then(TypedObject::as_pod)
+            .and_then(|pod| pod.spec.as_ref())
+            .is_some_and(|spec| {
+                entries("", spec).iter().any(|entry| {
+                    entry.options.gmsa_credential_spec_name.is_some()
+                        || entry.options.gmsa_credential_spec.is_some()
+                })
+            });
+        raw_mentions || typed_mentions
     }
 
     fn mutate(&self, ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
