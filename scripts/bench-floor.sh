@@ -14,7 +14,7 @@ shift $(( $# >= 2 ? 2 : $# ))
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
 shared=${KADMIT_SHARED_DIR:-../shared}
-body=$shared/bench/pod-review.json
+body=${BENCH_BODY:-$shared/bench/pod-review.json}   # BENCH_BODY: another review to send
 endpoint=${BENCH_ENDPOINT:-validate}
 h2mode=${BENCH_H2:-}   # set BENCH_H2=1 for HTTP/2 instead of HTTP/1.1
 
