@@ -48,14 +48,7 @@ fn benches(c: &mut Criterion) {
     );
 
     let body = std::fs::read(shared.join("bench/pod-review.json")).unwrap();
-    let mut bare: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let spec = &mut bare["request"]["object"]["spec"];
-    for list in ["containers", "initContainers"] {
-        for container in spec[list].as_array_mut().unwrap() {
-            container.as_object_mut().unwrap().remove("securityContext");
-        }
-    }
-    let bare = serde_json::to_vec(&bare).unwrap();
+    let bare = common::without_security_contexts(&body);
 
     // What is measured must be what is claimed.
     let review = Review::from_slice(&body).unwrap();

@@ -21,3 +21,26 @@ pub use config::Config;
 pub use policy::pipeline::{Decision, Pipeline};
 pub use policy::{Endpoint, Policy, PolicyError, ReviewContext};
 pub use review::{AdmissionRequest, Review, ReviewVersion};
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! What the crate's unit tests share.
+
+    use std::path::PathBuf;
+
+    /// `../shared` (or `$KADMIT_SHARED_DIR`), or `None` after printing that `test` is skipped.
+    pub(crate) fn shared(test: &str) -> Option<PathBuf> {
+        let dir = std::env::var_os("KADMIT_SHARED_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
+        if dir.is_dir() {
+            Some(dir)
+        } else {
+            println!(
+                "SKIPPED {test}: {} is absent (set KADMIT_SHARED_DIR)",
+                dir.display()
+            );
+            None
+        }
+    }
+}

@@ -229,39 +229,26 @@ trait ContainerParts: serde::Serialize + PartialEq {
     }
 }
 
-impl ContainerParts for Container {
-    fn resources(&self) -> Option<&ResourceRequirements> {
-        self.resources.as_ref()
-    }
-    fn security_context(&self) -> Option<&SecurityContext> {
-        self.security_context.as_ref()
-    }
-    fn parts_mut(
-        &mut self,
-    ) -> (
-        &mut Option<ResourceRequirements>,
-        &mut Option<SecurityContext>,
-    ) {
-        (&mut self.resources, &mut self.security_context)
-    }
+/// `Container` and `EphemeralContainer` have the same two fields under the same names.
+macro_rules! container_parts {
+    ($($ty:ty),*) => {$(
+        impl ContainerParts for $ty {
+            fn resources(&self) -> Option<&ResourceRequirements> {
+                self.resources.as_ref()
+            }
+            fn security_context(&self) -> Option<&SecurityContext> {
+                self.security_context.as_ref()
+            }
+            fn parts_mut(
+                &mut self,
+            ) -> (&mut Option<ResourceRequirements>, &mut Option<SecurityContext>) {
+                (&mut self.resources, &mut self.security_context)
+            }
+        }
+    )*};
 }
 
-impl ContainerParts for EphemeralContainer {
-    fn resources(&self) -> Option<&ResourceRequirements> {
-        self.resources.as_ref()
-    }
-    fn security_context(&self) -> Option<&SecurityContext> {
-        self.security_context.as_ref()
-    }
-    fn parts_mut(
-        &mut self,
-    ) -> (
-        &mut Option<ResourceRequirements>,
-        &mut Option<SecurityContext>,
-    ) {
-        (&mut self.resources, &mut self.security_context)
-    }
-}
+container_parts!(Container, EphemeralContainer);
 
 /// The parts of a pod that [`pod_patch`] compares one by one (to check, in debug builds, that
 /// nothing else changed).

@@ -260,8 +260,6 @@ impl<'de> Visitor<'de> for WorkloadVisitor {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::path::PathBuf;
-
     use super::*;
     use crate::cluster::Snapshot;
     use crate::review::decode::decode_review;
@@ -350,16 +348,9 @@ mod tests {
     /// Every published review the plain decoder accepts gets the same answers either way.
     #[test]
     fn every_published_review_is_answered_as_by_the_plain_decoder() {
-        let dir = std::env::var_os("KADMIT_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-        if !dir.is_dir() {
-            println!(
-                "SKIPPED one-pass comparison: {} is absent (set KADMIT_SHARED_DIR)",
-                dir.display()
-            );
+        let Some(dir) = crate::test_support::shared("one-pass comparison") else {
             return;
-        }
+        };
         let pipeline = pipeline();
         let reviews = dir.join("conformance/reviews");
         let index = std::fs::read_to_string(reviews.join("INDEX.tsv")).unwrap();

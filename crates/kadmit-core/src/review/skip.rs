@@ -411,7 +411,6 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use std::cell::Cell;
-    use std::path::PathBuf;
 
     use super::*;
     use crate::cluster::Snapshot;
@@ -432,21 +431,6 @@ mod tests {
         let out = f();
         SKIP_NOTHING.set(false);
         out
-    }
-
-    fn shared() -> Option<PathBuf> {
-        let dir = std::env::var_os("KADMIT_SHARED_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared"));
-        if dir.is_dir() {
-            Some(dir)
-        } else {
-            println!(
-                "SKIPPED skipping-vs-whole comparison: {} is absent (set KADMIT_SHARED_DIR)",
-                dir.display()
-            );
-            None
-        }
     }
 
     /// Every policy on, with a cluster in which the defaulting policies all have work.
@@ -500,7 +484,9 @@ spec:
     /// what [`POD`] skips.
     #[test]
     fn skipping_changes_no_decision_on_any_fixture_or_review() {
-        let Some(shared) = shared() else { return };
+        let Some(shared) = crate::test_support::shared("skipping-vs-whole comparison") else {
+            return;
+        };
         let (pipeline, cluster) = pipeline_and_cluster();
         let mut compared = 0;
 
