@@ -7,6 +7,7 @@
 
 pub mod capture;
 pub mod deadline;
+pub mod first_request;
 pub mod handlers;
 pub mod rejection;
 pub mod state;
@@ -237,7 +238,7 @@ impl BoundServer {
                         acceptor.clone(),
                         builder.clone(),
                         app.clone(),
-                        timing.handshake_timeout,
+                        timing.clone(),
                         drain_rx.clone(),
                         done_tx.clone(),
                     ));
@@ -285,12 +286,12 @@ async fn serve_connection(
     acceptor: TlsAcceptor,
     builder: auto::Builder<TokioExecutor>,
     app: Router,
-    handshake_timeout: Duration,
+    timing: Timing,
     mut drain: tokio::sync::watch::Receiver<bool>,
     _done: tokio::sync::mpsc::Sender<()>,
 ) {
     let opened = tokio::time::Instant::now();
-    let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+    let tls = match tokio::time::timeout(timing.handshake_timeout, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(err)) => {
             tracing::debug!(%peer, error = %err, "TLS handshake failed");
@@ -301,6 +302,7 @@ async fn serve_connection(
             return;
         }
     };
+    let tls = first_request::FirstRequestDeadline::new(tls, timing.header_read_timeout);
     let connection = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(app));
     tokio::pin!(connection);
     let finished = tokio::select! {
