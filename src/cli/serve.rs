@@ -60,7 +60,8 @@ pub struct ServeArgs {
     /// How long a client may take to send a request body (never past the request's deadline).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
-    /// How long a client may take to send request headers, idle keep-alive time included.
+    /// How long a client may take to send request headers, idle keep-alive time and the wait
+    /// for a new connection's first request included.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
     /// How long a TLS handshake may take.

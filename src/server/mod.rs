@@ -33,7 +33,8 @@ use self::state::AppState;
 pub struct Timing {
     /// Longest TLS handshake.
     pub handshake_timeout: Duration,
-    /// Longest wait for a request's headers (HTTP/1.1), idle keep-alive included.
+    /// Longest wait for a request's headers (HTTP/1.1), idle keep-alive included; also the
+    /// longest wait for a new connection's first bytes, whichever protocol it speaks.
     pub header_read_timeout: Duration,
     /// After a shutdown signal: how long to keep serving (while reporting not ready) so load
     /// balancers stop sending new requests first.
