@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod defaulting;
 pub mod image;
+pub mod invariants;
 pub mod manifest;
 pub mod policy;
 pub mod replay;
