@@ -14,6 +14,13 @@ pub enum DecodeError {
     /// Not JSON at all.
     #[error("the body is not valid JSON: {0}")]
     Syntax(#[source] serde_json::Error),
+    /// Not UTF-8, which JSON must be. Checked over the whole body first, because members no
+    /// policy reads are skipped without decoding their strings.
+    #[error("the body is not valid JSON: invalid UTF-8 at byte {offset}")]
+    NotUtf8 {
+        /// Where the first invalid byte is.
+        offset: usize,
+    },
     /// JSON, but a field has the wrong type or is missing.
     #[error("{}: {message}", display_path(path))]
     Field {
@@ -157,6 +164,17 @@ mod tests {
             Ok(review) => panic!("decoded {review:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn invalid_utf8_is_refused_even_where_nothing_is_read() {
+        // managedFields is skipped without decoding its strings; the body is still not JSON.
+        let body = b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"u\",\"kind\":{\"group\":\"\",\"version\":\"v1\",\"kind\":\"Pod\"},\"operation\":\"CREATE\",\"object\":{\"metadata\":{\"managedFields\":[{\"\x84\":1}]}}}}";
+        let err = Review::from_slice(body).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the body is not valid JSON: invalid UTF-8 at byte 192"
+        );
     }
 
     #[test]

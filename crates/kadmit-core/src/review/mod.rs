@@ -77,6 +77,11 @@ impl Review {
     /// not kept raw in `request.object` / `request.old_object`. Anything else is decoded the
     /// plain way, objects raw, so errors name the offending field.
     pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
+        if let Err(err) = std::str::from_utf8(body) {
+            return Err(DecodeError::NotUtf8 {
+                offset: err.valid_up_to(),
+            });
+        }
         if let Some(review) = one_pass::decode(body) {
             return Ok(review);
         }
