@@ -7,14 +7,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{SERVICE_NAME, TestOptions, TestServer, pod_review, post_json};
+use common::{TestOptions, TestServer, pod_review, post_json};
 use kadmit::server::Timing;
 use kadmit::server::state::Limits;
-use rustls::pki_types::ServerName;
-use rustls::pki_types::pem::PemObject;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -75,33 +72,10 @@ async fn read_until_closed(
     }
 }
 
-fn connector(server: &TestServer) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(server.certs.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(kadmit::server::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-async fn tls_connect(
-    server: &TestServer,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    connector(server)
-        .connect(ServerName::try_from(SERVICE_NAME).unwrap(), tcp)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn headers_dribbled_byte_by_byte_are_cut_off() {
     let server = TestServer::start(guarded()).await;
-    let mut tls = tls_connect(&server).await;
+    let mut tls = server.raw_tls().await;
     let dribble = async {
         // Each byte well inside any per-read timeout; the headers never complete.
         for byte in b"POST /validate HTTP/1.1\r\nhost: kadmit\r\nx-slow: "
@@ -130,7 +104,7 @@ async fn headers_dribbled_byte_by_byte_are_cut_off() {
 #[tokio::test]
 async fn a_body_dribbled_byte_by_byte_gets_408() {
     let server = TestServer::start(guarded()).await;
-    let mut tls = tls_connect(&server).await;
+    let mut tls = server.raw_tls().await;
     tls.write_all(
         b"POST /validate HTTP/1.1\r\nhost: kadmit\r\ncontent-type: application/json\r\ncontent-length: 100000\r\n\r\n",
     )
@@ -166,7 +140,7 @@ async fn thousands_of_idle_connections_do_not_starve_real_clients() {
     }
     let mut idle_tls = Vec::new();
     for _ in 0..100 {
-        idle_tls.push(tls_connect(&server).await);
+        idle_tls.push(server.raw_tls().await);
     }
     assert_served(&server, "among-idle-connections").await;
     // Every one of them is closed by the server once its handshake or header timeout passes.
@@ -191,7 +165,7 @@ async fn thousands_of_idle_connections_do_not_starve_real_clients() {
 async fn oversized_bodies_are_refused_without_reading_them() {
     let server = TestServer::start(guarded()).await;
     // Declared 8 MiB against a 1 MiB limit: refused on the headers, the body never sent.
-    let mut tls = tls_connect(&server).await;
+    let mut tls = server.raw_tls().await;
     tls.write_all(
         b"POST /validate HTTP/1.1\r\nhost: kadmit\r\ncontent-type: application/json\r\ncontent-length: 8388608\r\n\r\n{",
     )

@@ -13,7 +13,6 @@ use kadmit::core::config::OnError;
 use kadmit::core::policy::{PolicyError, PolicyOutcome};
 use kadmit::core::{Config, Policy, ReviewContext};
 use kadmit::server::state::Limits;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -272,22 +271,8 @@ async fn slow_clients_are_cut_off() {
         ..TestOptions::default()
     })
     .await;
-    // A raw TLS client so we can stall mid-request.
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(server.certs.ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(kadmit::server::tls::provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let name = rustls::pki_types::ServerName::try_from(common::SERVICE_NAME).unwrap();
-
     // Headers that never finish: the connection is closed.
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = connector.connect(name.clone(), tcp).await.unwrap();
+    let mut tls = server.raw_tls().await;
     tls.write_all(b"POST /validate HTTP/1.1\r\nhost: kadmit\r\n")
         .await
         .unwrap();
@@ -298,8 +283,7 @@ async fn slow_clients_are_cut_off() {
     assert!(started.elapsed() < Duration::from_secs(5));
 
     // A body that never arrives: 408.
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = server.raw_tls().await;
     tls.write_all(b"POST /validate HTTP/1.1\r\nhost: kadmit\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{")
         .await
         .unwrap();
