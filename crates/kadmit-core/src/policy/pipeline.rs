@@ -209,6 +209,15 @@ impl Pipeline {
             }
         };
 
+        // Policies see a typed pod, whose metadata is there even when the object sent has none;
+        // their patches then need that object created first.
+        let metadata_absent = endpoint == Endpoint::Mutate
+            && object
+                .as_deref()
+                .and_then(TypedObject::as_pod)
+                .is_some_and(|pod| pod.metadata == Default::default())
+            && request.object.as_deref().is_some_and(lacks_metadata);
+
         let mut response = AdmissionResponse::allow(&request.uid);
         let mut errors = Vec::new();
         let mut denied_by = None;
@@ -301,6 +310,20 @@ impl Pipeline {
         if !response.allowed {
             response.patch.clear();
         }
+        if metadata_absent
+            && response
+                .patch
+                .iter()
+                .any(|op| op.path().as_str().starts_with("/metadata/"))
+        {
+            response.patch.insert(
+                0,
+                PatchOperation::Add(json_patch::AddOperation {
+                    path: json_patch::jsonptr::PointerBuf::from_tokens(["metadata"]),
+                    value: serde_json::Value::Object(Default::default()),
+                }),
+            );
+        }
         Decision {
             response,
             denied_by,
@@ -372,6 +395,17 @@ pub fn on_error_outcome(on_error: OnError, policy: &str, cause: &str) -> PolicyO
     }
 }
 
+/// Whether the object as sent has no `metadata` (or a `null` one), which a typed pod cannot
+/// tell from an empty one.
+fn lacks_metadata(raw: &serde_json::value::RawValue) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Members {
+        #[serde(default)]
+        metadata: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Members>(raw.get()).is_ok_and(|members| members.metadata.is_none())
+}
+
 /// Applies a policy's patch to the object so the next policy sees the result.
 fn reapply(
     request: &crate::review::AdmissionRequest,
@@ -423,6 +457,56 @@ mod tests {
             assert_eq!(timed, pipeline.evaluate(endpoint, &review, &cluster));
             assert_eq!(timings.policies.len(), pipeline.policy_names().len());
             assert!(timings.policies.iter().all(Option::is_some), "{timings:?}");
+        }
+    }
+
+    /// Policies see a typed pod, which has metadata whether or not the object sent had any;
+    /// the patch must create `/metadata` exactly when the object lacks it.
+    #[test]
+    fn patches_create_metadata_only_when_the_object_has_none() {
+        let config = Config::from_yaml(
+            "defaultResources:\n  rules:\n    - namespaceSelector: {}\n      default: {cpu: 500m}\n",
+        )
+        .unwrap();
+        let pipeline = Pipeline::from_config(&config);
+        let cluster = Snapshot::dev();
+        for (metadata, creates) in [
+            ("", true),
+            (r#""metadata": null,"#, true),
+            (r#""metadata": {},"#, false),
+            // Skipped by the one-pass decoder, so the typed metadata is empty here too.
+            (r#""metadata": {"generateName": "web-"},"#, false),
+            (r#""metadata": {"name": "p"},"#, false),
+        ] {
+            let object = format!(
+                r#"{{"apiVersion": "v1", "kind": "Pod", {metadata}
+                   "spec": {{"containers": [{{"name": "c", "image": "nginx"}}]}}}}"#
+            );
+            let body = format!(
+                r#"{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {{
+                    "uid": "u1", "kind": {{"group": "", "version": "v1", "kind": "Pod"}},
+                    "resource": {{"group": "", "version": "v1", "resource": "pods"}},
+                    "namespace": "default", "operation": "CREATE", "object": {object}}}}}"#
+            );
+            let review = Review::from_slice(body.as_bytes()).unwrap();
+            let decision = pipeline.evaluate(Endpoint::Mutate, &review, &cluster);
+            let patch = &decision.response.patch;
+            assert!(!patch.is_empty(), "{metadata}: {decision:?}");
+            let first = serde_json::to_value(&patch[0]).unwrap();
+            assert_eq!(
+                first == serde_json::json!({"op": "add", "path": "/metadata", "value": {}}),
+                creates,
+                "{metadata}: {patch:?}"
+            );
+            let mut patched: serde_json::Value = serde_json::from_str(&object).unwrap();
+            json_patch::patch(&mut patched, patch).unwrap();
+            if metadata.contains("generateName") {
+                assert_eq!(patched["metadata"]["generateName"], "web-");
+            }
+            assert!(
+                patched["metadata"]["annotations"].is_object(),
+                "{metadata}: {patched}"
+            );
         }
     }
 }

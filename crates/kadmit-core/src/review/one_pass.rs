@@ -211,13 +211,16 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Decoded, D::Error> {
         let gvk = self.0;
         if gvk.is_core_v1("Pod") {
-            let pod = match skip::pod() {
+            let pod: Option<k8s_openapi::api::core::v1::Pod> = match skip::pod() {
                 Some(skip) => Option::deserialize(Skipping::new(de, skip))?,
                 None => Option::deserialize(de)?,
             };
-            Ok(pod.map_or(Decoded::Absent, |pod| {
-                Decoded::Typed(TypedObject::Pod(Box::new(pod)))
-            }))
+            match pod {
+                // Absent or empty metadata: the pipeline needs the raw object to tell which.
+                Some(pod) if pod.metadata == Default::default() => Err(give_up()),
+                Some(pod) => Ok(Decoded::Typed(TypedObject::Pod(Box::new(pod)))),
+                None => Ok(Decoded::Absent),
+            }
         } else if gvk.is_core_v1("Namespace") {
             let namespace = Option::deserialize(de)?;
             Ok(namespace.map_or(Decoded::Absent, |ns| {
