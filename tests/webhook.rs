@@ -221,7 +221,7 @@ async fn bad_input_gets_a_precise_status_and_message() {
     assert_eq!(answer["response"]["status"]["code"], 400);
     assert_eq!(
         answer["response"]["status"]["message"],
-        "object does not decode as a v1 Pod: spec.containers: invalid type: string \"nginx\", expected a sequence"
+        "object does not decode as a v1 Pod: spec.containers: invalid type: string, expected a sequence"
     );
     let mut review = pod_review("admission.k8s.io/v1beta1", "none-object");
     review["request"]["object"] = json!("None");
@@ -231,7 +231,7 @@ async fn bad_input_gets_a_precise_status_and_message() {
         answer["response"]["status"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("object does not decode as a v1 Pod: invalid type: string \"None\"")
+            .starts_with("object does not decode as a v1 Pod: invalid type: string, expected")
     );
 
     // The server is still healthy and counted what it refused.

@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -15,6 +16,8 @@ pub struct ServeProcess {
     pub webhook: SocketAddr,
     /// The metrics address it bound.
     pub metrics: SocketAddr,
+    /// Every line it has written to stderr so far (its log).
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for ServeProcess {
@@ -37,11 +40,14 @@ pub fn spawn_serve(args: &[&OsStr]) -> ServeProcess {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
     std::thread::spawn(move || {
         let mut sent = false;
         let mut seen = Vec::new();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            kept.lock().unwrap().push(line.clone());
             if !sent {
                 let serving = serde_json::from_str::<Value>(&line)
                     .ok()
@@ -71,5 +77,6 @@ pub fn spawn_serve(args: &[&OsStr]) -> ServeProcess {
         child,
         webhook,
         metrics,
+        log,
     }
 }

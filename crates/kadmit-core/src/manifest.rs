@@ -283,7 +283,7 @@ mod tests {
         let bad = serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": "x"}});
         assert_eq!(
             check_pod_security(&bad, Level::Restricted, PolicyVersion::Latest).unwrap_err(),
-            "does not decode as a v1 Pod: spec.containers: invalid type: string \"x\", expected a sequence"
+            "does not decode as a v1 Pod: spec.containers: invalid type: string, expected a sequence"
         );
     }
 }

@@ -146,13 +146,55 @@ fn check_envelope(envelope: AdmissionReview) -> Result<Review, DecodeError> {
     })
 }
 
-/// serde_json appends " at line L column C" to data errors; the path already says where.
+/// The message for a data error in a review: serde_json's, without the " at line L column C" it
+/// appends (the path already says where) and without the string value it quotes.
+///
+/// The message goes back to the API server, which shows it to the user and may keep it in its
+/// audit log, and kadmit logs it at info; a wrongly typed value may be a secret (an env value, a
+/// token in an annotation). Like the API server's own decoding errors, it names the field and
+/// the types, not the value.
 pub(crate) fn strip_position(err: &serde_json::Error) -> String {
     let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_owned(),
-        None => text,
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    without_quoted_strings(text)
+}
+
+/// `text` with each `string "..."` (serde's description of a string it did not expect, Rust
+/// Debug-escaped) shortened to `string`.
+fn without_quoted_strings(text: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at + MARK.len() - 2]);
+        let quoted = &rest[at + MARK.len()..];
+        // The closing quote is the first one not escaped by a backslash.
+        let mut escaped = false;
+        let end = quoted.char_indices().find_map(|(i, c)| match c {
+            '\\' if !escaped => {
+                escaped = true;
+                None
+            }
+            '"' if !escaped => Some(i),
+            _ => {
+                escaped = false;
+                None
+            }
+        });
+        match end {
+            Some(end) => rest = &quoted[end + 1..],
+            // Not serde's form after all: keep the rest as it is.
+            None => {
+                out.push_str(&rest[at + MARK.len() - 2..]);
+                rest = "";
+            }
+        }
     }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -164,6 +206,39 @@ mod tests {
             Ok(review) => panic!("decoded {review:?}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    #[test]
+    fn quoted_strings_are_left_out_of_messages() {
+        for (text, expected) in [
+            (
+                r#"spec.containers[0].env[0].value: invalid type: string "hunter2", expected i64"#,
+                "spec.containers[0].env[0].value: invalid type: string, expected i64",
+            ),
+            (
+                r#"x: invalid value: string "a \" b \\", expected y; invalid type: string "", expected z"#,
+                "x: invalid value: string, expected y; invalid type: string, expected z",
+            ),
+            (r#"unterminated string "abc"#, r#"unterminated string "abc"#),
+            (
+                "invalid type: integer `5`, expected a string",
+                "invalid type: integer `5`, expected a string",
+            ),
+        ] {
+            assert_eq!(without_quoted_strings(text), expected);
+        }
+        let body = r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"}, "operation": "CREATE",
+            "object": {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c",
+              "securityContext": {"runAsUser": "hunter2"}}]}}}}"#;
+        let review = Review::from_slice(body.as_bytes()).unwrap();
+        let raw = review.request.object.as_ref().unwrap();
+        let err =
+            super::super::TypedObject::decode(&review.request.kind, raw, "object").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "object does not decode as a v1 Pod: spec.containers[0].securityContext.runAsUser: invalid type: string, expected i64"
+        );
     }
 
     #[test]
