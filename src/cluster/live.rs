@@ -848,6 +848,15 @@ fn is_not_found(error: &watcher::Error) -> bool {
     )
 }
 
+/// Whether `error` is a watch refused with `410 Gone`: its resourceVersion is too old, and
+/// only a new list can resume watching.
+fn is_gone_on_watch_start(error: &watcher::Error) -> bool {
+    matches!(
+        error,
+        watcher::Error::WatchStartFailed(kube::Error::Api(status)) if status.code == 410
+    )
+}
+
 /// Where a watch task writes the events it receives: a reflector store, or a per-namespace
 /// index. Either builds a re-list aside from [`watcher::Event::Init`] to
 /// [`watcher::Event::InitDone`] and swaps it in whole, so lookups never see half a list.
@@ -897,13 +906,18 @@ impl WatchTask {
             move || synced_tx.send_if_modified(|synced| !std::mem::replace(synced, true));
         // Backoff between retries: without it, a failing watcher re-lists in a tight loop and
         // hammers the API server. Stripping before the cache keeps the caches small.
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(strip);
+        let start = move || {
+            watcher(api.clone(), watcher::Config::default())
+                .default_backoff()
+                .modify(strip)
+        };
         let task = tokio::spawn(async move {
-            let mut stream = pin!(stream);
+            let mut stream = pin!(start());
             // Whether the last thing heard was "not found" (so the cache is the empty stand-in).
             let mut missing = false;
+            // The pauses before restarts forced by `410 Gone` (see below), growing if they
+            // repeat, as the watcher's own backoff would.
+            let mut restarts = watcher::DefaultBackoff::default();
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(event) => {
@@ -912,6 +926,8 @@ impl WatchTask {
                         // resource can be written as an empty list too.
                         sink.apply(event);
                         if init_done {
+                            // A list got through: the next forced restart pauses briefly again.
+                            restarts = watcher::DefaultBackoff::default();
                             // The complete list has just been swapped into the cache.
                             if mark_synced() {
                                 tracing::info!(resource, "cache synced with the API server");
@@ -924,6 +940,21 @@ impl WatchTask {
                                 tracing::debug!(resource, "cache re-listed");
                             }
                         }
+                    }
+                    // kube's watcher answers a watch refused with `410 Gone` (its
+                    // resourceVersion is older than the API server's history) by retrying the
+                    // same resourceVersion forever, never re-listing (kube-rs/kube#1042). A new
+                    // watcher starts with a list; as after an expired watch event, the cache
+                    // keeps serving its last contents until that list replaces them.
+                    Err(error) if is_gone_on_watch_start(&error) => {
+                        tracing::warn!(
+                            resource,
+                            error = &error as &dyn std::error::Error,
+                            "the API server no longer has the watch's resourceVersion; re-listing"
+                        );
+                        let pause = restarts.next().unwrap_or(Duration::from_secs(30));
+                        tokio::time::sleep(pause).await;
+                        stream.set(start());
                     }
                     Err(error) => match not_found {
                         NotFound::Empty { warning } if is_not_found(&error) => {

@@ -1,9 +1,11 @@
 //! A test stand-in for kube-apiserver. It is not an API server: it answers only the calls kube's
 //! watchers make for the five collections kadmit watches (the Namespace, Pod,
 //! GMSACredentialSpec and LimitRange lists and watches, and Secrets as metadata only) and the
-//! LocalSubjectAccessReviews kadmit posts, over plain HTTP on a loopback port. A test can hold list responses, push watch events, end
-//! watches, pretend a collection does not exist (as for a CRD not installed) and see every
-//! request, separately for each collection; and it programs the authorization answers (allowed,
+//! LocalSubjectAccessReviews kadmit posts, over plain HTTP on a loopback port. A test can hold
+//! list responses, push watch events, end watches, answer watches from an expired
+//! resourceVersion `410 Gone`, pretend a collection does not exist (as for a CRD not installed)
+//! or fail with any HTTP error, and see every request, separately for each collection; it can
+//! be started on a port chosen beforehand; and it programs the authorization answers (allowed,
 //! denied, an error, a delay or no answer at all) and counts the reviews received.
 
 use std::convert::Infallible;
@@ -99,6 +101,20 @@ pub struct FakeCollection<K> {
     requests: watch::Sender<Vec<Recorded>>,
     /// One sender per open watch connection; each line sent is one watch event.
     watchers: watch::Sender<Vec<mpsc::UnboundedSender<String>>>,
+    /// Watches from a resourceVersion older than this (compared as numbers) are told it
+    /// expired, this way.
+    watch_gone: Mutex<Option<(u64, WatchGone)>>,
+}
+
+/// How [`FakeCollection::expire_watches_before`] tells a watch that its resourceVersion is too
+/// old (`410 Gone`, reason `Expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchGone {
+    /// An HTTP `410 Gone` response with the `Status`, instead of a watch stream.
+    Status,
+    /// An HTTP 200 watch stream whose only event is an `ERROR` carrying the `Status`, then the
+    /// end of the stream: what kube-apiserver sends.
+    Event,
 }
 
 impl<K> FakeCollection<K>
@@ -121,6 +137,7 @@ where
             list_released: watch::channel(!hold_list).0,
             requests: watch::channel(Vec::new()).0,
             watchers: watch::channel(Vec::new()).0,
+            watch_gone: Mutex::new(None),
         }
     }
 
@@ -220,6 +237,17 @@ where
     pub fn close_watches(&self) {
         self.watchers.send_modify(Vec::clear);
     }
+
+    /// From now on, answers watch requests of this collection from a resourceVersion older
+    /// than `oldest` (compared as numbers, as the fake's resourceVersions are) with `410
+    /// Gone`, reason `Expired`, sent as `how` says: as the API server does once its history
+    /// (after compaction) no longer reaches back that far. Lists and watches from `oldest` or
+    /// later are answered as before; open watches are not affected (see
+    /// [`FakeCollection::close_watches`]).
+    pub fn expire_watches_before(&self, oldest: &str, how: WatchGone) {
+        let oldest = oldest.parse().expect("a numeric resourceVersion");
+        *self.watch_gone.lock().unwrap() = Some((oldest, how));
+    }
 }
 
 /// A test stand-in for kube-apiserver that answers only the calls kadmit's live view makes:
@@ -263,6 +291,20 @@ impl FakeApiServer {
         resource_version: &str,
         namespaces: Vec<Namespace>,
         hold_list: bool,
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, resource_version, namespaces, hold_list, |_| {})
+    }
+
+    /// [`FakeApiServer::start`] on `listener` (such as a port a kubeconfig written with
+    /// [`write_kubeconfig`] already names), with `setup` run on the collections before the
+    /// first request is answered: requests that arrive meanwhile wait in the listen queue.
+    pub fn start_on(
+        listener: tokio::net::TcpListener,
+        resource_version: &str,
+        namespaces: Vec<Namespace>,
+        hold_list: bool,
+        setup: impl FnOnce(&Self),
     ) -> Self {
         let namespaces = Arc::new(FakeCollection::new(
             "/api/v1/namespaces",
@@ -332,14 +374,12 @@ impl FakeApiServer {
                 eprintln!("fake API server: unexpected request {uri}");
                 StatusCode::NOT_FOUND
             });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         write_kubeconfig(&kubeconfig, port);
-        Self {
+        let server = Self {
             namespaces,
             pods,
             gmsa_specs,
@@ -349,7 +389,10 @@ impl FakeApiServer {
             port,
             _dir: dir,
             kubeconfig,
-        }
+        };
+        setup(&server);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        server
     }
 
     /// A kubeconfig file whose current context points at this server, without credentials.
@@ -428,7 +471,7 @@ pub fn namespace(name: &str, resource_version: &str, labels: &[(&str, &str)]) ->
 }
 
 /// Writes a kubeconfig at `path` whose only context points at `http://127.0.0.1:<port>`.
-fn write_kubeconfig(path: &Path, port: u16) {
+pub fn write_kubeconfig(path: &Path, port: u16) {
     std::fs::write(
         path,
         format!(
@@ -523,6 +566,10 @@ where
             .map(str::to_owned),
     };
     let is_watch = request.is_watch();
+    let resource_version = request
+        .param("resourceVersion")
+        .unwrap_or_default()
+        .to_owned();
     let wanted = if is_watch {
         METADATA_OBJECT
     } else {
@@ -538,6 +585,14 @@ where
         return failure(406);
     }
     if is_watch {
+        let gone = *shared.watch_gone.lock().unwrap();
+        if let Some((oldest, how)) = gone
+            && resource_version
+                .parse::<u64>()
+                .is_ok_and(|version| version < oldest)
+        {
+            return expired(how, &resource_version);
+        }
         let (tx, rx) = mpsc::unbounded_channel::<String>();
         shared.watchers.send_modify(|watchers| watchers.push(tx));
         let events = futures::stream::unfold(rx, |mut rx| async move {
@@ -612,6 +667,33 @@ fn failure(code: u16) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The answer to a watch from `resource_version` when the API server's history no longer
+/// reaches back that far: `410 Gone`, reason `Expired`, as `how` says.
+fn expired(how: WatchGone, resource_version: &str) -> Response {
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": format!("too old resource version: {resource_version}"),
+        "reason": "Expired",
+        "code": 410,
+    });
+    match how {
+        WatchGone::Status => (
+            StatusCode::GONE,
+            [(header::CONTENT_TYPE, "application/json")],
+            status.to_string(),
+        )
+            .into_response(),
+        WatchGone::Event => (
+            [(header::CONTENT_TYPE, "application/json")],
+            format!("{}\n", json!({ "type": "ERROR", "object": status })),
+        )
+            .into_response(),
+    }
 }
 
 /// A LimitRange the way the API server stores it: name, namespace, resourceVersion, managed

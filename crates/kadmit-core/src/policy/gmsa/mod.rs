@@ -321,6 +321,12 @@ impl Gmsa {
                 ctx.deadline,
             )
             .map_err(|err| match err {
+                // Upstream's wording, once: the live view's errors already use it.
+                ClusterError::Unavailable(text)
+                    if text.starts_with("error when checking authz access:") =>
+                {
+                    PolicyError::Other(text)
+                }
                 ClusterError::Unavailable(text) => {
                     PolicyError::Other(format!("error when checking authz access: {text}"))
                 }
