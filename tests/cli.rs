@@ -173,6 +173,19 @@ fn configuration_errors_name_the_file_and_key_and_exit_2() {
     );
 
     let output = Command::new(KADMIT)
+        .args(["serve", "--dev", "--max-body-bytes", "2048"])
+        .args(["--max-buffered-body-bytes", "1024"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("--max-buffered-body-bytes (1024) must be at least --max-body-bytes (2048)"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let output = Command::new(KADMIT)
         .args(["serve", "--bogus"])
         .output()
         .unwrap();

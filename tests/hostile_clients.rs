@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::{TestOptions, TestServer, pod_review, post_json};
 use kadmit::server::Timing;
+use kadmit::server::body::BodyBudget;
 use kadmit::server::state::Limits;
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -22,6 +23,7 @@ fn guarded() -> TestOptions {
         limits: Limits {
             max_body_bytes: 1024 * 1024,
             body_read_timeout: Duration::from_millis(500),
+            ..Limits::default()
         },
         timing: Timing {
             handshake_timeout: Duration::from_millis(500),
@@ -197,6 +199,104 @@ async fn oversized_bodies_are_refused_without_reading_them() {
         .send();
     let (big, ()) = tokio::join!(big, assert_served(&server, "during-oversized-body"));
     assert_eq!(big.unwrap().status(), 413);
+    server.stop().await;
+}
+
+/// Many large bodies at once share `--max-buffered-body-bytes`: uploads stalled part-way hold
+/// only what they sent, a body that cannot get its share in time gets 503 while they hold the
+/// budget, and once they are cut off (408) every body is served again. Concurrent bodies
+/// beyond the budget wait their turn rather than fail.
+#[tokio::test]
+async fn large_bodies_share_one_bounded_budget() {
+    const KIB: usize = 1024;
+    // The server's budget; this clone shares it, to watch what is in use.
+    let budget = BodyBudget::new(512 * KIB);
+    let server = TestServer::start(TestOptions {
+        limits: Limits {
+            max_body_bytes: 256 * KIB,
+            body_read_timeout: Duration::from_secs(3),
+            body_budget: budget.clone(),
+        },
+        ..TestOptions::default()
+    })
+    .await;
+
+    // Twelve 200 KiB reviews at once: 2.4 MiB against a 512 KiB budget, so most wait.
+    let client = server.client();
+    let padded = |uid: &str| {
+        let mut review = pod_review("admission.k8s.io/v1", uid);
+        review["request"]["object"]["metadata"]["annotations"] =
+            json!({"padding": "x".repeat(200 * KIB)});
+        review
+    };
+    let answers = futures::future::join_all((0..12).map(|i| {
+        let (client, url, review) = (
+            client.clone(),
+            server.url("/validate"),
+            padded(&format!("big-{i}")),
+        );
+        async move { post_json(&client, &url, &review).await }
+    }))
+    .await;
+    for (i, (status, answer)) in answers.iter().enumerate() {
+        assert_eq!(*status, 200, "{answer}");
+        assert_eq!(answer["response"]["uid"], format!("big-{i}"));
+    }
+    assert_eq!(budget.in_use(), 0, "answered reviews give their share back");
+
+    // Two uploads declare 256 KiB, send 250 KiB and stall: they hold 500 KiB of the budget.
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let mut tls = server.raw_tls().await;
+        tls.write_all(
+            b"POST /validate HTTP/1.1\r\nhost: kadmit\r\ncontent-type: application/json\r\ncontent-length: 262144\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        tls.write_all(&vec![b' '; 250 * KIB]).await.unwrap();
+        tls.flush().await.unwrap();
+        stalled.push(tls);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while budget.in_use() < 500 * KIB {
+        assert!(Instant::now() < deadline, "in use: {}", budget.in_use());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // A 20 KiB review cannot get its share before its deadline (its `?timeout=`, earlier
+    // than the stalled uploads' body deadline).
+    let sent = Instant::now();
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "padding": "x".repeat(20 * KIB), "request": pod_review("admission.k8s.io/v1", "squeezed")["request"]});
+    let response = client
+        .post(server.url("/validate?timeout=1s"))
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let message = response.json::<serde_json::Value>().await.unwrap();
+    assert!(
+        message.to_string().contains(
+            "the server is holding 524288 bytes of other requests' bodies (--max-buffered-body-bytes)"
+        ),
+        "{message}"
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert!(budget.in_use() <= 512 * KIB);
+    // The stalled uploads are cut off at their own deadline (408) and free the budget.
+    for tls in &mut stalled {
+        let (received, _) = read_until_closed(tls, Duration::from_secs(5)).await;
+        let text = String::from_utf8_lossy(&received);
+        assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    }
+    assert_eq!(budget.in_use(), 0);
+    let (status, answer) = post_json(&client, &server.url("/validate"), &review).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["uid"], "squeezed");
     server.stop().await;
 }
 

@@ -13,8 +13,9 @@ use super::parse_duration;
 use crate::certs;
 use crate::cluster::live::{AuthorizerSettings, Caches, LiveCluster, client_from_kubeconfig};
 use crate::error::CliError;
+use crate::server::body::BodyBudget;
 use crate::server::capture::{self, CaptureHandle, CaptureOptions, RedactPath};
-use crate::server::state::{AppState, Limits, Readiness};
+use crate::server::state::{AppState, DEFAULT_BODY_BUDGET, Limits, Readiness};
 use crate::server::tls::{self, CertFiles, CertResolver};
 use crate::server::{BoundServer, Timing, shutdown_signal};
 use crate::telemetry::metrics::Metrics;
@@ -57,6 +58,11 @@ pub struct ServeArgs {
     /// Largest request body accepted; larger ones get 413.
     #[arg(long, env = "KADMIT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// The bytes of request bodies all requests together may hold at once (at least
+    /// --max-body-bytes); a body that does not fit waits for answered reviews to free their
+    /// share until its deadline, then gets 503. Bounds memory whatever clients send.
+    #[arg(long, env = "KADMIT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_BODY_BUDGET)]
+    pub max_buffered_body_bytes: usize,
     /// How long a client may take to send a request body (never past the request's deadline).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
@@ -146,6 +152,13 @@ pub fn run(args: ServeArgs) -> Result<(), CliError> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    if args.max_buffered_body_bytes < args.max_body_bytes {
+        // A body the limit allows could never get its share: it would always wait, then 503.
+        return Err(CliError::Usage(format!(
+            "--max-buffered-body-bytes ({}) must be at least --max-body-bytes ({})",
+            args.max_buffered_body_bytes, args.max_body_bytes
+        )));
+    }
     let config = load_config(args.config.as_deref())?;
     let metrics = Arc::new(Metrics::new());
     let capture = match &args.capture_dir {
@@ -233,6 +246,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             body_read_timeout: args.body_read_timeout,
+            body_budget: BodyBudget::new(args.max_buffered_body_bytes),
         },
         readiness,
         capture: capture.clone(),

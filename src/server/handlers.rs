@@ -7,12 +7,12 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 use kadmit_core::policy::pipeline::{Decision, Progress, on_error_outcome};
 use kadmit_core::review::AdmissionResponse;
 use kadmit_core::{Endpoint, Review};
 use tracing::Instrument;
 
+use super::body::{self, BodyError, BufferedBody};
 use super::deadline;
 use super::rejection::Rejection;
 use super::state::AppState;
@@ -62,7 +62,11 @@ async fn answer(
     let timeout = deadline::timeout_from_query(parts.uri.query())
         .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message))?;
     let deadline = started + deadline::budget(timeout);
-    let body = read_body(
+    // The body's share of the buffered-body budget is held until the review is answered.
+    let BufferedBody {
+        bytes: body,
+        share: _budget_share,
+    } = read_body(
         body,
         &parts.headers,
         state,
@@ -251,33 +255,26 @@ async fn read_body(
     headers: &HeaderMap,
     state: &AppState,
     deadline: Instant,
-) -> Result<Bytes, Rejection> {
+) -> Result<BufferedBody, Rejection> {
     let limit = state.limits.max_body_bytes;
-    let too_large = || {
-        Rejection::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than the limit of {limit} bytes (--max-body-bytes)"),
-        )
-    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect()).await {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(err)) => Err(Rejection::new(
-            StatusCode::BAD_REQUEST,
-            format!("reading the body failed: {err}"),
-        )),
-        Err(_) => Err(Rejection::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "the body did not arrive in time",
-        )),
-    }
+    let result = if declared.is_some_and(|len| len > limit as u64) {
+        Err(BodyError::TooLarge { limit })
+    } else {
+        body::read(body, limit, &state.limits.body_budget, deadline).await
+    };
+    result.map_err(|err| {
+        let code = match err {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Budget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        };
+        Rejection::new(code, err.to_string())
+    })
 }
 
 /// Any other path on the webhook port.

@@ -5,6 +5,7 @@
 //! or HTTP/2 (by ALPN) with axum: [`handlers`] decode the review and hand it to the
 //! `kadmit_core` pipeline.
 
+pub mod body;
 pub mod capture;
 pub mod deadline;
 pub mod first_request;

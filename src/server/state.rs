@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use kadmit_core::{ClusterView, Pipeline};
 
+use super::body::BodyBudget;
 use super::capture::CaptureHandle;
 use crate::telemetry::metrics::Metrics;
 
@@ -32,13 +33,20 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long a client may take to send the body.
     pub body_read_timeout: Duration,
+    /// The bytes of bodies all requests together may hold (see [`BodyBudget`]).
+    pub body_budget: BodyBudget,
 }
+
+/// The default `--max-buffered-body-bytes`: a quarter of the chart's memory limit, room for
+/// thousands of usual reviews (a pod review is a few KiB) or eight of the largest.
+pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 8 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(10),
+            body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
         }
     }
 }

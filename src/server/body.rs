@@ -1,0 +1,253 @@
+//! Reading request bodies: each within `--max-body-bytes`, and all of them together within
+//! `--max-buffered-body-bytes`.
+//!
+//! A per-request limit alone does not bound memory: 500 clients each sending a body just under
+//! an 8 MiB limit would make the server hold 4 GiB at once, far past a pod's memory limit. So
+//! every byte buffered takes a share of one budget first, and the share is held until the
+//! review has been answered. When the budget is spent, readers wait — the budget frees as
+//! other reviews are answered — until the body's deadline, and are then refused with 503. A
+//! slow client holds only the share of what it has sent so far.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::body::Bytes;
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The budget is counted in units of this many bytes, so a permit covers a kibibyte.
+const UNIT: usize = 1024;
+
+/// The bytes all requests together may have buffered, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    bytes: usize,
+}
+
+impl BodyBudget {
+    /// A budget of `bytes` (rounded up to a whole kibibyte).
+    pub fn new(bytes: usize) -> BodyBudget {
+        let units = bytes.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
+        BodyBudget {
+            permits: Arc::new(Semaphore::new(units)),
+            bytes,
+        }
+    }
+
+    /// Its size in bytes, as configured.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The bytes currently taken by bodies being read or reviews being answered.
+    pub fn in_use(&self) -> usize {
+        let total = self.bytes.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
+        total.saturating_sub(self.permits.available_permits()) * UNIT
+    }
+}
+
+/// A request body read in full, and its share of the budget.
+#[derive(Debug)]
+pub struct BufferedBody {
+    /// The body.
+    pub bytes: Bytes,
+    /// The share of the budget `bytes` takes, given back when dropped.
+    pub share: BudgetShare,
+}
+
+/// A share of a [`BodyBudget`], given back when dropped.
+#[derive(Debug)]
+pub struct BudgetShare(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Longer than the per-request limit.
+    #[error("the body is larger than the limit of {limit} bytes (--max-body-bytes)")]
+    TooLarge {
+        /// `--max-body-bytes`.
+        limit: usize,
+    },
+    /// The client did not send it all before the deadline.
+    #[error("the body did not arrive in time")]
+    Timeout,
+    /// Other requests' bodies held the whole budget until the deadline.
+    #[error(
+        "the server is holding {budget} bytes of other requests' bodies (--max-buffered-body-bytes) and could not take this one in time; retry"
+    )]
+    Budget {
+        /// `--max-buffered-body-bytes`.
+        budget: usize,
+    },
+    /// The connection failed while the body was being read.
+    #[error("reading the body failed: {0}")]
+    Read(String),
+}
+
+/// Reads `body` by `deadline`, refusing more than `limit` bytes, taking each byte's share of
+/// `budget` before keeping it.
+pub async fn read(
+    mut body: Body,
+    limit: usize,
+    budget: &BodyBudget,
+    deadline: Instant,
+) -> Result<BufferedBody, BodyError> {
+    let mut received = Received::Empty;
+    let mut share: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(err))) => return Err(BodyError::Read(err.to_string())),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers: nothing a review needs
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let length = received.len() + data.len();
+        if length > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        let held = share.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+        let needed = length.div_ceil(UNIT).saturating_sub(held);
+        if needed > 0 {
+            // `length <= limit`, and the server refuses to start with a budget below the
+            // limit, so the count fits and can always be granted eventually.
+            let units = u32::try_from(needed).map_err(|_| BodyError::TooLarge { limit })?;
+            let acquire = Arc::clone(&budget.permits).acquire_many_owned(units);
+            let granted = match tokio::time::timeout_at(deadline.into(), acquire).await {
+                Err(_) => {
+                    return Err(BodyError::Budget {
+                        budget: budget.bytes,
+                    });
+                }
+                // The semaphore is never closed.
+                Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
+                Ok(Ok(granted)) => granted,
+            };
+            match share.as_mut() {
+                Some(held) => held.merge(granted),
+                None => share = Some(granted),
+            }
+        }
+        received.push(data);
+    }
+    Ok(BufferedBody {
+        bytes: received.into_bytes(),
+        share: BudgetShare(share),
+    })
+}
+
+/// The frames received so far: the usual one-frame body is kept as it came, without a copy.
+enum Received {
+    Empty,
+    One(Bytes),
+    Many(Vec<u8>),
+}
+
+impl Received {
+    fn len(&self) -> usize {
+        match self {
+            Received::Empty => 0,
+            Received::One(bytes) => bytes.len(),
+            Received::Many(bytes) => bytes.len(),
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        *self = match std::mem::replace(self, Received::Empty) {
+            Received::Empty => Received::One(data),
+            Received::One(first) => {
+                let mut all = Vec::with_capacity(first.len() + data.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&data);
+                Received::Many(all)
+            }
+            Received::Many(mut all) => {
+                all.extend_from_slice(&data);
+                Received::Many(all)
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        match self {
+            Received::Empty => Bytes::new(),
+            Received::One(bytes) => bytes,
+            Received::Many(all) => Bytes::from(all),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::Duration;
+
+    use super::*;
+
+    fn streamed(chunks: &[&'static [u8]]) -> Body {
+        let frames: Vec<Result<Bytes, std::io::Error>> = chunks
+            .iter()
+            .map(|chunk| Ok(Bytes::from_static(chunk)))
+            .collect();
+        Body::from_stream(futures::stream::iter(frames))
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    #[tokio::test]
+    async fn reads_frames_in_order_and_gives_the_share_back_when_dropped() {
+        let budget = BodyBudget::new(8 * UNIT);
+        let body = read(streamed(&[b"ab", b"", b"cd"]), 100, &budget, soon())
+            .await
+            .unwrap();
+        assert_eq!(body.bytes, Bytes::from_static(b"abcd"));
+        assert_eq!(budget.in_use(), UNIT);
+        drop(body);
+        assert_eq!(budget.in_use(), 0);
+    }
+
+    #[tokio::test]
+    async fn refuses_a_body_over_the_limit() {
+        let budget = BodyBudget::new(8 * UNIT);
+        let err = read(streamed(&[b"abc", b"def"]), 5, &budget, soon())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::TooLarge { limit: 5 }), "{err}");
+        assert_eq!(budget.in_use(), 0, "a refused body keeps no share");
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_budget_and_refuses_when_it_stays_spent() {
+        let budget = BodyBudget::new(2 * UNIT);
+        let big: &'static [u8] = &[b'x'; 2 * UNIT];
+        let held = read(streamed(&[big]), 4 * UNIT, &budget, soon())
+            .await
+            .unwrap();
+        assert_eq!(budget.in_use(), 2 * UNIT);
+        let deadline = Instant::now() + Duration::from_millis(100);
+        let err = read(streamed(&[b"y"]), 4 * UNIT, &budget, deadline)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::Budget { budget: 2048 }), "{err}");
+        // Answered reviews give their share back; a waiting reader then gets its turn.
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { read(streamed(&[b"y"]), 4 * UNIT, &budget, soon()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished());
+        drop(held);
+        let body = waiting.await.unwrap().unwrap();
+        assert_eq!(body.bytes, Bytes::from_static(b"y"));
+    }
+}
