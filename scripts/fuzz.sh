@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (fuzz/fuzz_targets/) for a set time, one per core, seeded with the
-# published reviews and the upstream Pod Security fixtures from ../shared; prints each
-# target's executions and the total.
+# Runs every fuzz target (fuzz/fuzz_targets/: review, pod, manifest) for a set time, all at
+# once, seeded with the published reviews and the upstream Pod Security fixtures from ../shared;
+# prints each target's executions and the total. `review` takes whole review bodies (decoding,
+# every policy, the pipeline, the patch, the answer's JSON); `pod` takes a pod object and runs
+# each policy alone and then all of them; `manifest` takes `kadmit check`'s input.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]      (default: 300 s, every target)
 #
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-300}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(review manifest)
+[ ${#targets[@]} -eq 0 ] && targets=(review pod manifest)
 shared=${KADMIT_SHARED_DIR:-../shared}
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz passes unstable rustc flags; the machine's one toolchain is stable, and these
@@ -27,7 +29,7 @@ if [ -d "$shared/conformance" ]; then
   python3 - "$shared/conformance" "$corpus" <<'PY'
 import json, os, pathlib, sys
 shared, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-(out / "review").mkdir(); (out / "manifest").mkdir()
+(out / "review").mkdir(); (out / "pod").mkdir(); (out / "manifest").mkdir()
 n = 0
 for path in sorted(shared.rglob("*")):
     if not path.is_file():
@@ -35,6 +37,12 @@ for path in sorted(shared.rglob("*")):
     n += 1
     if path.suffix == ".json" and "reviews" in path.parts:
         (out / "review" / f"{n}.json").write_bytes(path.read_bytes())
+        try:
+            request = json.loads(path.read_text()).get("request") or {}
+        except Exception:
+            continue
+        if (request.get("kind") or {}).get("kind") == "Pod" and isinstance(request.get("object"), dict):
+            (out / "pod" / f"{n}.json").write_text(json.dumps(request["object"]))
     elif path.suffix in (".yaml", ".yml"):
         text = path.read_text()
         (out / "manifest" / f"{n}.yaml").write_text(text)
@@ -51,6 +59,7 @@ for path in sorted(shared.rglob("*")):
                                   "resource": {"group": "", "version": "v1", "resource": "pods"},
                                   "userInfo": {"username": "fixture"}, "object": pod}}
             (out / "review" / f"{n}.json").write_text(json.dumps(review))
+            (out / "pod" / f"{n}.json").write_text(json.dumps(pod))
 PY
 else
   echo "note: $shared is absent; fuzzing from empty corpora" >&2

@@ -124,6 +124,20 @@ fn check_patch(
     Ok(())
 }
 
+/// A Pod review in namespace `shop` (the bench cluster's) with `object` spliced in as given —
+/// CREATE, or UPDATE with the same object as `oldObject` — for fuzzing pod shapes directly.
+/// What is not one JSON value makes the review malformed, which must be answered too.
+pub fn pod_review_body(object: &str, update: bool) -> String {
+    let (operation, old) = if update {
+        ("UPDATE", format!(r#", "oldObject": {object}"#))
+    } else {
+        ("CREATE", String::new())
+    };
+    format!(
+        r#"{{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {{"uid": "fuzz", "kind": {{"group": "", "version": "v1", "kind": "Pod"}}, "resource": {{"group": "", "version": "v1", "resource": "pods"}}, "namespace": "shop", "operation": "{operation}", "userInfo": {{"username": "system:serviceaccount:shop:web"}}, "object": {object}{old}}}}}"#
+    )
+}
+
 /// Reads `text` as `kadmit check` reads a manifest file and evaluates each object at every
 /// level: nothing may panic, and a verdict that forbids says why.
 pub fn check_manifest(text: &str) -> Result<(), Violation> {

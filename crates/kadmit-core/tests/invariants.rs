@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use kadmit_core::cluster::Snapshot;
-use kadmit_core::invariants::{Exercised, check_manifest, check_review};
+use kadmit_core::invariants::{Exercised, check_manifest, check_review, pod_review_body};
 use kadmit_core::{Config, Pipeline};
 
 fn repo() -> PathBuf {
@@ -155,7 +155,7 @@ fn fuzz_regressions_keep_every_promise() {
     let dir = repo().join("fuzz/regressions");
     let setups = setups();
     let mut checked = 0;
-    for target in ["review", "manifest"] {
+    for target in ["review", "pod", "manifest"] {
         let mut inputs = Vec::new();
         files(&dir.join(target), &mut inputs);
         inputs.retain(|p| {
@@ -169,6 +169,20 @@ fn fuzz_regressions_keep_every_promise() {
                     for (name, pipeline, cluster) in &setups {
                         if let Err(violation) = check_review(pipeline, cluster, &data) {
                             panic!("{name}: {}: {violation}", path.display());
+                        }
+                    }
+                }
+                "pod" => {
+                    let Ok(object) = std::str::from_utf8(&data) else {
+                        continue;
+                    };
+                    for update in [false, true] {
+                        let body = pod_review_body(object, update);
+                        for (name, pipeline, cluster) in &setups {
+                            if let Err(violation) = check_review(pipeline, cluster, body.as_bytes())
+                            {
+                                panic!("{name}: {} (update {update}): {violation}", path.display());
+                            }
                         }
                     }
                 }
