@@ -202,10 +202,10 @@ async fn oversized_bodies_are_refused_without_reading_them() {
     server.stop().await;
 }
 
-/// Many large bodies at once share `--max-buffered-body-bytes`: uploads stalled part-way hold
-/// only what they sent, a body that cannot get its share in time gets 503 while they hold the
-/// budget, and once they are cut off (408) every body is served again. Concurrent bodies
-/// beyond the budget wait their turn rather than fail.
+/// Many large bodies at once share `--max-buffered-body-bytes`: each reserves its declared
+/// length before it is read, so bodies beyond the budget wait their turn rather than fail;
+/// uploads stalled part-way hold their share only until their read deadline (408), and a body
+/// that cannot get a share before its own deadline gets 503; then all are served again.
 #[tokio::test]
 async fn large_bodies_share_one_bounded_budget() {
     const KIB: usize = 1024;
@@ -244,7 +244,7 @@ async fn large_bodies_share_one_bounded_budget() {
     }
     assert_eq!(budget.in_use(), 0, "answered reviews give their share back");
 
-    // Two uploads declare 256 KiB, send 250 KiB and stall: they hold 500 KiB of the budget.
+    // Two uploads declare 256 KiB, send 250 KiB and stall: they hold the whole budget.
     let mut stalled = Vec::new();
     for _ in 0..2 {
         let mut tls = server.raw_tls().await;
@@ -258,7 +258,7 @@ async fn large_bodies_share_one_bounded_budget() {
         stalled.push(tls);
     }
     let deadline = Instant::now() + Duration::from_secs(5);
-    while budget.in_use() < 500 * KIB {
+    while budget.in_use() < 512 * KIB {
         assert!(Instant::now() < deadline, "in use: {}", budget.in_use());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -2,11 +2,16 @@
 //! `--max-buffered-body-bytes`.
 //!
 //! A per-request limit alone does not bound memory: 500 clients each sending a body just under
-//! an 8 MiB limit would make the server hold 4 GiB at once, far past a pod's memory limit. So
-//! every byte buffered takes a share of one budget first, and the share is held until the
-//! review has been answered. When the budget is spent, readers wait — the budget frees as
-//! other reviews are answered — until the body's deadline, and are then refused with 503. A
-//! slow client holds only the share of what it has sent so far.
+//! an 8 MiB limit would make the server hold 4 GiB at once, far past a pod's memory limit. So a
+//! body first reserves its share of one budget — its `Content-Length`, or the per-request limit
+//! when it has none (the unused part is given back once it is read) — and only then is read;
+//! the share is held until the review has been answered. When the budget is spent, bodies wait
+//! their turn, unread, until their deadline, and are then refused with 503.
+//!
+//! Reserving the whole share before reading is what keeps the server making progress under a
+//! flood: reserving as bytes arrive lets hundreds of half-read bodies split the budget between
+//! them, none able to finish, until their deadlines pass. The price is that a client which
+//! declares a large body and sends it slowly holds its share until its read deadline.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -86,16 +91,35 @@ pub enum BodyError {
     Read(String),
 }
 
-/// Reads `body` by `deadline`, refusing more than `limit` bytes, taking each byte's share of
-/// `budget` before keeping it.
+/// Reads `body` by `deadline`, refusing more than `limit` bytes, once its share of `budget`
+/// is reserved: `declared` bytes (its `Content-Length`, at most `limit`), or `limit`.
 pub async fn read(
     mut body: Body,
+    declared: Option<usize>,
     limit: usize,
     budget: &BodyBudget,
     deadline: Instant,
 ) -> Result<BufferedBody, BodyError> {
+    let allowed = declared.unwrap_or(limit).min(limit);
+    let reserved = allowed.div_ceil(UNIT);
+    let mut share = None;
+    if reserved > 0 {
+        // `reserved` is at most `limit`'s units, and the server refuses to start with a budget
+        // below the limit, so it fits and is granted once earlier bodies are answered.
+        let units = u32::try_from(reserved).map_err(|_| BodyError::TooLarge { limit })?;
+        let acquire = Arc::clone(&budget.permits).acquire_many_owned(units);
+        share = match tokio::time::timeout_at(deadline.into(), acquire).await {
+            Err(_) => {
+                return Err(BodyError::Budget {
+                    budget: budget.bytes,
+                });
+            }
+            // The semaphore is never closed.
+            Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
+            Ok(Ok(granted)) => Some(granted),
+        };
+    }
     let mut received = Received::Empty;
-    let mut share: Option<OwnedSemaphorePermit> = None;
     loop {
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
             Err(_) => return Err(BodyError::Timeout),
@@ -109,33 +133,17 @@ pub async fn read(
         if data.is_empty() {
             continue;
         }
-        let length = received.len() + data.len();
-        if length > limit {
+        // Past the limit, or past what was declared (hyper stops there too): never past the
+        // reserved share.
+        if received.len() + data.len() > allowed {
             return Err(BodyError::TooLarge { limit });
         }
-        let held = share.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
-        let needed = length.div_ceil(UNIT).saturating_sub(held);
-        if needed > 0 {
-            // `length <= limit`, and the server refuses to start with a budget below the
-            // limit, so the count fits and can always be granted eventually.
-            let units = u32::try_from(needed).map_err(|_| BodyError::TooLarge { limit })?;
-            let acquire = Arc::clone(&budget.permits).acquire_many_owned(units);
-            let granted = match tokio::time::timeout_at(deadline.into(), acquire).await {
-                Err(_) => {
-                    return Err(BodyError::Budget {
-                        budget: budget.bytes,
-                    });
-                }
-                // The semaphore is never closed.
-                Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
-                Ok(Ok(granted)) => granted,
-            };
-            match share.as_mut() {
-                Some(held) => held.merge(granted),
-                None => share = Some(granted),
-            }
-        }
         received.push(data);
+    }
+    // A body sent without a length reserved the limit: keep only what it took.
+    let used = received.len().div_ceil(UNIT);
+    if let Some(held) = share.as_mut() {
+        drop(held.split(held.num_permits().saturating_sub(used)));
     }
     Ok(BufferedBody {
         bytes: received.into_bytes(),
@@ -207,22 +215,35 @@ mod tests {
     #[tokio::test]
     async fn reads_frames_in_order_and_gives_the_share_back_when_dropped() {
         let budget = BodyBudget::new(8 * UNIT);
-        let body = read(streamed(&[b"ab", b"", b"cd"]), 100, &budget, soon())
-            .await
-            .unwrap();
+        // Without a length, the limit (4 KiB) is reserved, and what was not used given back.
+        let body = read(
+            streamed(&[b"ab", b"", b"cd"]),
+            None,
+            4 * UNIT,
+            &budget,
+            soon(),
+        )
+        .await
+        .unwrap();
         assert_eq!(body.bytes, Bytes::from_static(b"abcd"));
         assert_eq!(budget.in_use(), UNIT);
         drop(body);
         assert_eq!(budget.in_use(), 0);
+        let body = read(streamed(&[b"abcd"]), Some(4), 4 * UNIT, &budget, soon())
+            .await
+            .unwrap();
+        assert_eq!(budget.in_use(), UNIT);
+        drop(body);
     }
 
     #[tokio::test]
     async fn refuses_a_body_over_the_limit() {
         let budget = BodyBudget::new(8 * UNIT);
-        let err = read(streamed(&[b"abc", b"def"]), 5, &budget, soon())
+        let big: &'static [u8] = &[b'x'; 3 * UNIT];
+        let err = read(streamed(&[big, big]), None, 5 * UNIT, &budget, soon())
             .await
             .unwrap_err();
-        assert!(matches!(err, BodyError::TooLarge { limit: 5 }), "{err}");
+        assert!(matches!(err, BodyError::TooLarge { limit: 5120 }), "{err}");
         assert_eq!(budget.in_use(), 0, "a refused body keeps no share");
     }
 
@@ -230,24 +251,54 @@ mod tests {
     async fn waits_for_the_budget_and_refuses_when_it_stays_spent() {
         let budget = BodyBudget::new(2 * UNIT);
         let big: &'static [u8] = &[b'x'; 2 * UNIT];
-        let held = read(streamed(&[big]), 4 * UNIT, &budget, soon())
+        let held = read(streamed(&[big]), Some(2 * UNIT), 2 * UNIT, &budget, soon())
             .await
             .unwrap();
         assert_eq!(budget.in_use(), 2 * UNIT);
         let deadline = Instant::now() + Duration::from_millis(100);
-        let err = read(streamed(&[b"y"]), 4 * UNIT, &budget, deadline)
+        let err = read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, deadline)
             .await
             .unwrap_err();
         assert!(matches!(err, BodyError::Budget { budget: 2048 }), "{err}");
         // Answered reviews give their share back; a waiting reader then gets its turn.
         let waiting = tokio::spawn({
             let budget = budget.clone();
-            async move { read(streamed(&[b"y"]), 4 * UNIT, &budget, soon()).await }
+            async move { read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, soon()).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
         drop(held);
         let body = waiting.await.unwrap().unwrap();
         assert_eq!(body.bytes, Bytes::from_static(b"y"));
+    }
+
+    /// Many bodies larger together than the budget all get through, in turn: none holds part
+    /// of the budget while waiting for the rest.
+    #[tokio::test]
+    async fn a_flood_larger_than_the_budget_is_read_in_turn() {
+        let budget = BodyBudget::new(4 * UNIT);
+        let chunk: &'static [u8] = &[b'x'; UNIT];
+        let readers: Vec<_> = (0..50)
+            .map(|_| {
+                let budget = budget.clone();
+                tokio::spawn(async move {
+                    let body = read(
+                        streamed(&[chunk, chunk, chunk]),
+                        None,
+                        3 * UNIT,
+                        &budget,
+                        soon(),
+                    )
+                    .await?;
+                    assert!(budget.in_use() <= 4 * UNIT);
+                    tokio::task::yield_now().await;
+                    Ok::<_, BodyError>(body.bytes.len())
+                })
+            })
+            .collect();
+        for reader in readers {
+            assert_eq!(reader.await.unwrap().unwrap(), 3 * UNIT);
+        }
+        assert_eq!(budget.in_use(), 0);
     }
 }

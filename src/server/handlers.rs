@@ -261,10 +261,13 @@ async fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let result = if declared.is_some_and(|len| len > limit as u64) {
-        Err(BodyError::TooLarge { limit })
-    } else {
-        body::read(body, limit, &state.limits.body_budget, deadline).await
+    let result = match declared {
+        Some(len) if len > limit as u64 => Err(BodyError::TooLarge { limit }),
+        // At most `limit`, so it fits a usize.
+        declared => {
+            let declared = declared.and_then(|len| usize::try_from(len).ok());
+            body::read(body, declared, limit, &state.limits.body_budget, deadline).await
+        }
     };
     result.map_err(|err| {
         let code = match err {
