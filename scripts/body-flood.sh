@@ -3,7 +3,8 @@
 # each sending one pod review padded to just under 8 MiB (an annotation holds the padding), to
 # a release build of kadmit with every policy on and its default limits (--max-body-bytes
 # 8 MiB, --max-buffered-body-bytes 64 MiB). Prints the answers by status and kadmit's RSS at
-# idle and at its peak (VmHWM), then a normal review's answer after the flood.
+# idle and at its peak (VmHWM), then a normal review's answer after the flood. HTTP/1.1, or
+# HTTP/2 with FLOOD_H2=1.
 #
 #   scripts/body-flood.sh [CLIENTS] [-- extra kadmit serve flags]
 #
@@ -45,7 +46,10 @@ done
 rss() { awk -v k="$1:" '$1 == k {print $2 / 1024 " MiB"}' "/proc/$pid/status"; }
 echo "idle: RSS $(rss VmRSS)"
 
-h2load --h1 -n "$clients" -c "$clients" -t 2 -d "$work/big.json" -H 'content-type: application/json' \
+# FLOOD_H2=1: HTTP/2 instead (one stream per connection).
+protocol=(--h1)
+[ -n "${FLOOD_H2:-}" ] && protocol=(-m 1)
+h2load "${protocol[@]}" -n "$clients" -c "$clients" -t 2 -d "$work/big.json" -H 'content-type: application/json' \
   https://127.0.0.1:9447/validate >"$work/h2load.out" 2>&1 || true
 grep -E '^(finished in|requests:|status codes:)' "$work/h2load.out"
 echo "after the flood: RSS $(rss VmRSS), peak RSS $(rss VmHWM)"

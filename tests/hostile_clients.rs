@@ -203,9 +203,10 @@ async fn oversized_bodies_are_refused_without_reading_them() {
 }
 
 /// Many large bodies at once share `--max-buffered-body-bytes`: each reserves its declared
-/// length before it is read, so bodies beyond the budget wait their turn rather than fail;
-/// uploads stalled part-way hold their share only until their read deadline (408), and a body
-/// that cannot get a share before its own deadline gets 503; then all are served again.
+/// length before it is read, so HTTP/1.1 bodies beyond the budget wait their turn rather than
+/// fail, and HTTP/2 ones are refused at once (503) rather than stall their connection; uploads
+/// stalled part-way hold their share only until their read deadline (408), and a body that
+/// cannot get a share gets 503; then all are served again.
 #[tokio::test]
 async fn large_bodies_share_one_bounded_budget() {
     const KIB: usize = 1024;
@@ -221,28 +222,52 @@ async fn large_bodies_share_one_bounded_budget() {
     })
     .await;
 
-    // Twelve 200 KiB reviews at once: 2.4 MiB against a 512 KiB budget, so most wait.
-    let client = server.client();
+    // Twelve 200 KiB reviews at once, over HTTP/1.1 (a connection each): 2.4 MiB against a
+    // 512 KiB budget, so most wait their turn, and all are answered.
     let padded = |uid: &str| {
         let mut review = pod_review("admission.k8s.io/v1", uid);
         review["request"]["object"]["metadata"]["annotations"] =
             json!({"padding": "x".repeat(200 * KIB)});
         review
     };
-    let answers = futures::future::join_all((0..12).map(|i| {
-        let (client, url, review) = (
-            client.clone(),
-            server.url("/validate"),
-            padded(&format!("big-{i}")),
-        );
-        async move { post_json(&client, &url, &review).await }
-    }))
-    .await;
-    for (i, (status, answer)) in answers.iter().enumerate() {
+    let send_twelve = |client: reqwest::Client| {
+        let url = server.url("/validate");
+        futures::future::join_all((0..12).map(move |i| {
+            let (client, url, review) = (client.clone(), url.clone(), padded(&format!("big-{i}")));
+            async move { post_json(&client, &url, &review).await }
+        }))
+    };
+    let http1 = server.client_builder().http1_only().build().unwrap();
+    for (i, (status, answer)) in send_twelve(http1).await.iter().enumerate() {
         assert_eq!(*status, 200, "{answer}");
         assert_eq!(answer["response"]["uid"], format!("big-{i}"));
     }
     assert_eq!(budget.in_use(), 0, "answered reviews give their share back");
+
+    // The same over one HTTP/2 connection: a stream that waited would hold the connection's
+    // flow-control window and stall the others until their deadline (408), so a stream that
+    // finds the budget spent is refused at once (503) and the others go through.
+    let client = server.client();
+    let sent = Instant::now();
+    let answers = send_twelve(client.clone()).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        sent.elapsed()
+    );
+    let served = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert!(served >= 2, "{answers:?}");
+    for (status, answer) in &answers {
+        match status {
+            200 => {}
+            503 => assert!(
+                answer.to_string().contains("--max-buffered-body-bytes"),
+                "{answer}"
+            ),
+            _ => panic!("{status}: {answer}"),
+        }
+    }
+    assert_eq!(budget.in_use(), 0);
 
     // Two uploads declare 256 KiB, send 250 KiB and stall: they hold the whole budget.
     let mut stalled = Vec::new();
@@ -262,8 +287,8 @@ async fn large_bodies_share_one_bounded_budget() {
         assert!(Instant::now() < deadline, "in use: {}", budget.in_use());
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // A 20 KiB review cannot get its share before its deadline (its `?timeout=`, earlier
-    // than the stalled uploads' body deadline).
+    // A 20 KiB review cannot get its share: refused with 503 (at once, over HTTP/2; an
+    // HTTP/1.1 one would wait until its `?timeout=`).
     let sent = Instant::now();
     let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "padding": "x".repeat(20 * KIB), "request": pod_review("admission.k8s.io/v1", "squeezed")["request"]});

@@ -12,6 +12,12 @@
 //! flood: reserving as bytes arrive lets hundreds of half-read bodies split the budget between
 //! them, none able to finish, until their deadlines pass. The price is that a client which
 //! declares a large body and sends it slowly holds its share until its read deadline.
+//!
+//! Only HTTP/1.1 bodies wait. An HTTP/2 stream that waited would hold its unread data in the
+//! connection's flow-control window, shared by every stream of the connection, so the streams
+//! that do have their share could stall behind it until their deadline; an HTTP/2 body that
+//! finds the budget spent gets 503 at once. (What a connection may buffer before kadmit reads
+//! it is bounded by its flow-control window: see `server::H2_WINDOW`.)
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -92,12 +98,14 @@ pub enum BodyError {
 }
 
 /// Reads `body` by `deadline`, refusing more than `limit` bytes, once its share of `budget`
-/// is reserved: `declared` bytes (its `Content-Length`, at most `limit`), or `limit`.
+/// is reserved: `declared` bytes (its `Content-Length`, at most `limit`), or `limit`. Waits for
+/// the share until `deadline` when `wait`; otherwise a spent budget is refused at once.
 pub async fn read(
     mut body: Body,
     declared: Option<usize>,
     limit: usize,
     budget: &BodyBudget,
+    wait: bool,
     deadline: Instant,
 ) -> Result<BufferedBody, BodyError> {
     let allowed = declared.unwrap_or(limit).min(limit);
@@ -107,17 +115,21 @@ pub async fn read(
         // `reserved` is at most `limit`'s units, and the server refuses to start with a budget
         // below the limit, so it fits and is granted once earlier bodies are answered.
         let units = u32::try_from(reserved).map_err(|_| BodyError::TooLarge { limit })?;
-        let acquire = Arc::clone(&budget.permits).acquire_many_owned(units);
-        share = match tokio::time::timeout_at(deadline.into(), acquire).await {
-            Err(_) => {
-                return Err(BodyError::Budget {
-                    budget: budget.bytes,
-                });
-            }
-            // The semaphore is never closed.
-            Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
-            Ok(Ok(granted)) => Some(granted),
+        let spent = || BodyError::Budget {
+            budget: budget.bytes,
         };
+        let permits = Arc::clone(&budget.permits);
+        share = Some(if wait {
+            match tokio::time::timeout_at(deadline.into(), permits.acquire_many_owned(units)).await
+            {
+                Err(_) => return Err(spent()),
+                // The semaphore is never closed.
+                Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
+                Ok(Ok(granted)) => granted,
+            }
+        } else {
+            permits.try_acquire_many_owned(units).map_err(|_| spent())?
+        });
     }
     let mut received = Received::Empty;
     loop {
@@ -221,6 +233,7 @@ mod tests {
             None,
             4 * UNIT,
             &budget,
+            true,
             soon(),
         )
         .await
@@ -229,9 +242,16 @@ mod tests {
         assert_eq!(budget.in_use(), UNIT);
         drop(body);
         assert_eq!(budget.in_use(), 0);
-        let body = read(streamed(&[b"abcd"]), Some(4), 4 * UNIT, &budget, soon())
-            .await
-            .unwrap();
+        let body = read(
+            streamed(&[b"abcd"]),
+            Some(4),
+            4 * UNIT,
+            &budget,
+            true,
+            soon(),
+        )
+        .await
+        .unwrap();
         assert_eq!(budget.in_use(), UNIT);
         drop(body);
     }
@@ -240,7 +260,7 @@ mod tests {
     async fn refuses_a_body_over_the_limit() {
         let budget = BodyBudget::new(8 * UNIT);
         let big: &'static [u8] = &[b'x'; 3 * UNIT];
-        let err = read(streamed(&[big, big]), None, 5 * UNIT, &budget, soon())
+        let err = read(streamed(&[big, big]), None, 5 * UNIT, &budget, true, soon())
             .await
             .unwrap_err();
         assert!(matches!(err, BodyError::TooLarge { limit: 5120 }), "{err}");
@@ -251,25 +271,58 @@ mod tests {
     async fn waits_for_the_budget_and_refuses_when_it_stays_spent() {
         let budget = BodyBudget::new(2 * UNIT);
         let big: &'static [u8] = &[b'x'; 2 * UNIT];
-        let held = read(streamed(&[big]), Some(2 * UNIT), 2 * UNIT, &budget, soon())
-            .await
-            .unwrap();
+        let held = read(
+            streamed(&[big]),
+            Some(2 * UNIT),
+            2 * UNIT,
+            &budget,
+            true,
+            soon(),
+        )
+        .await
+        .unwrap();
         assert_eq!(budget.in_use(), 2 * UNIT);
         let deadline = Instant::now() + Duration::from_millis(100);
-        let err = read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, deadline)
-            .await
-            .unwrap_err();
+        let err = read(
+            streamed(&[b"y"]),
+            Some(1),
+            2 * UNIT,
+            &budget,
+            true,
+            deadline,
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, BodyError::Budget { budget: 2048 }), "{err}");
         // Answered reviews give their share back; a waiting reader then gets its turn.
         let waiting = tokio::spawn({
             let budget = budget.clone();
-            async move { read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, soon()).await }
+            async move { read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, true, soon()).await }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!waiting.is_finished());
         drop(held);
         let body = waiting.await.unwrap().unwrap();
         assert_eq!(body.bytes, Bytes::from_static(b"y"));
+    }
+
+    #[tokio::test]
+    async fn without_waiting_a_spent_budget_is_refused_at_once() {
+        let budget = BodyBudget::new(2 * UNIT);
+        let big: &'static [u8] = &[b'x'; 2 * UNIT];
+        let held = read(streamed(&[big]), None, 2 * UNIT, &budget, false, soon())
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let err = read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, false, soon())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BodyError::Budget { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        drop(held);
+        read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, false, soon())
+            .await
+            .unwrap();
     }
 
     /// Many bodies larger together than the budget all get through, in turn: none holds part
@@ -287,6 +340,7 @@ mod tests {
                         None,
                         3 * UNIT,
                         &budget,
+                        true,
                         soon(),
                     )
                     .await?;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use kadmit_core::policy::pipeline::{Decision, Progress, on_error_outcome};
 use kadmit_core::review::AdmissionResponse;
@@ -69,6 +69,7 @@ async fn answer(
     } = read_body(
         body,
         &parts.headers,
+        parts.version,
         state,
         deadline.min(started + state.limits.body_read_timeout),
     )
@@ -253,6 +254,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
 async fn read_body(
     body: Body,
     headers: &HeaderMap,
+    version: Version,
     state: &AppState,
     deadline: Instant,
 ) -> Result<BufferedBody, Rejection> {
@@ -266,7 +268,17 @@ async fn read_body(
         // At most `limit`, so it fits a usize.
         declared => {
             let declared = declared.and_then(|len| usize::try_from(len).ok());
-            body::read(body, declared, limit, &state.limits.body_budget, deadline).await
+            // See server::body: an HTTP/2 stream waiting for its share would stall the others.
+            let wait = version != Version::HTTP_2;
+            body::read(
+                body,
+                declared,
+                limit,
+                &state.limits.body_budget,
+                wait,
+                deadline,
+            )
+            .await
         }
     };
     result.map_err(|err| {

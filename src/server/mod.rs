@@ -29,6 +29,9 @@ use tokio_rustls::TlsAcceptor;
 
 use self::state::AppState;
 
+/// The HTTP/2 stream and connection flow-control window: the protocol's default, 64 KiB.
+const H2_WINDOW: u32 = 65_535;
+
 /// Timeouts and grace periods of the transport.
 #[derive(Debug, Clone)]
 pub struct Timing {
@@ -203,10 +206,18 @@ impl BoundServer {
             .timer(TokioTimer::new())
             .header_read_timeout(timing.header_read_timeout)
             .keep_alive(true);
+        // HTTP/2 flow-control windows of the protocol's default size (64 KiB) rather than
+        // hyper's 1 MiB: a client may send that much on a connection before kadmit reads it,
+        // and a body waiting for its share of --max-buffered-body-bytes is not read, so with
+        // 1 MiB windows 500 connections sending large bodies made kadmit hold 500 MiB outside
+        // the body budget (scripts/body-flood.sh). A pod review fits in one window; a larger
+        // body takes one round trip per 64 KiB.
         builder
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(Some(Duration::from_secs(30)))
+            .initial_stream_window_size(H2_WINDOW)
+            .initial_connection_window_size(H2_WINDOW)
             .max_concurrent_streams(250);
         // Draining: `drain` tells connection tasks to finish; each task holds a clone of
         // `done`, so the receiver sees the channel close when the last connection has ended.
