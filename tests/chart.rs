@@ -140,6 +140,12 @@ fn the_workload_passes_restricted_in_every_mode() {
         assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
         assert_eq!(container["readinessProbe"]["httpGet"]["port"], "metrics");
         assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+        // Secrets hygiene: never root, never more privilege.
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{pod}");
+        assert_eq!(
+            container["securityContext"]["allowPrivilegeEscalation"],
+            false
+        );
         // Endpoints drop the pod before its listener closes, within the grace period.
         let args = container["args"].to_string();
         assert!(args.contains("--shutdown-delay=5s"), "{args}");
