@@ -299,6 +299,8 @@ async fn large_bodies_share_one_bounded_budget() {
         .await
         .unwrap();
     assert_eq!(response.status(), 503);
+    // So that the API server's webhook client retries it.
+    assert_eq!(response.headers()["retry-after"], "1");
     let message = response.json::<serde_json::Value>().await.unwrap();
     assert!(
         message.to_string().contains(

@@ -59,8 +59,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KADMIT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// The bytes of request bodies all requests together may hold at once (at least
-    /// --max-body-bytes); a body that does not fit waits for answered reviews to free their
-    /// share until its deadline, then gets 503. Bounds memory whatever clients send.
+    /// --max-body-bytes). An HTTP/1.1 body that does not fit waits for answered reviews to free
+    /// their share until its deadline, then gets 503; an HTTP/2 body gets 503 at once.
     #[arg(long, env = "KADMIT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_BODY_BUDGET)]
     pub max_buffered_body_bytes: usize,
     /// How long a client may take to send a request body (never past the request's deadline).

@@ -11,13 +11,14 @@
 //! Reserving the whole share before reading is what keeps the server making progress under a
 //! flood: reserving as bytes arrive lets hundreds of half-read bodies split the budget between
 //! them, none able to finish, until their deadlines pass. The price is that a client which
-//! declares a large body and sends it slowly holds its share until its read deadline.
+//! declares a large body and sends it slowly holds its share until its read deadline. A
+//! waiting body holds none of the budget (it takes its whole share at once, when it is free),
+//! so it never keeps a smaller body from a share that is there.
 //!
 //! Only HTTP/1.1 bodies wait. An HTTP/2 stream that waited would hold its unread data in the
 //! connection's flow-control window, shared by every stream of the connection, so the streams
 //! that do have their share could stall behind it until their deadline; an HTTP/2 body that
-//! finds the budget spent gets 503 at once. (What a connection may buffer before kadmit reads
-//! it is bounded by its flow-control window: see `server::H2_WINDOW`.)
+//! finds the budget spent gets 503 at once, with `Retry-After`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,7 +26,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::body::Bytes;
 use http_body_util::BodyExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// The budget is counted in units of this many bytes, so a permit covers a kibibyte.
 const UNIT: usize = 1024;
@@ -34,6 +35,8 @@ const UNIT: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
     permits: Arc<Semaphore>,
+    /// Woken whenever a share is given back, so waiting bodies try again.
+    freed: Arc<Notify>,
     bytes: usize,
 }
 
@@ -43,7 +46,23 @@ impl BodyBudget {
         let units = bytes.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
         BodyBudget {
             permits: Arc::new(Semaphore::new(units)),
+            freed: Arc::new(Notify::new()),
             bytes,
+        }
+    }
+
+    /// Takes `units` at once, when they are all free: a waiting body holds nothing (tokio's
+    /// `acquire_many` would hand it permits as they free up, starving everyone behind it).
+    async fn take(&self, units: u32, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        loop {
+            // Registered before trying, so a share given back in between is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if let Ok(share) = Arc::clone(&self.permits).try_acquire_many_owned(units) {
+                return Some(share);
+            }
+            tokio::time::timeout_at(deadline.into(), freed).await.ok()?;
         }
     }
 
@@ -70,7 +89,18 @@ pub struct BufferedBody {
 
 /// A share of a [`BodyBudget`], given back when dropped.
 #[derive(Debug)]
-pub struct BudgetShare(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+pub struct BudgetShare {
+    permit: Option<OwnedSemaphorePermit>,
+    freed: Arc<Notify>,
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        if self.permit.take().is_some() {
+            self.freed.notify_waiters();
+        }
+    }
+}
 
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -118,17 +148,12 @@ pub async fn read(
         let spent = || BodyError::Budget {
             budget: budget.bytes,
         };
-        let permits = Arc::clone(&budget.permits);
         share = Some(if wait {
-            match tokio::time::timeout_at(deadline.into(), permits.acquire_many_owned(units)).await
-            {
-                Err(_) => return Err(spent()),
-                // The semaphore is never closed.
-                Ok(Err(_)) => return Err(BodyError::Read("the server is stopping".to_owned())),
-                Ok(Ok(granted)) => granted,
-            }
+            budget.take(units, deadline).await.ok_or_else(spent)?
         } else {
-            permits.try_acquire_many_owned(units).map_err(|_| spent())?
+            Arc::clone(&budget.permits)
+                .try_acquire_many_owned(units)
+                .map_err(|_| spent())?
         });
     }
     let mut received = Received::Empty;
@@ -150,16 +175,23 @@ pub async fn read(
         if received.len() + data.len() > allowed {
             return Err(BodyError::TooLarge { limit });
         }
-        received.push(data);
+        received.push(data, allowed);
     }
     // A body sent without a length reserved the limit: keep only what it took.
-    let used = received.len().div_ceil(UNIT);
-    if let Some(held) = share.as_mut() {
-        drop(held.split(held.num_permits().saturating_sub(used)));
+    let bytes = received.into_bytes();
+    let used = bytes.len().div_ceil(UNIT);
+    if let Some(held) = share.as_mut()
+        && let Some(unused) = held.split(held.num_permits().saturating_sub(used))
+    {
+        drop(unused);
+        budget.freed.notify_waiters();
     }
     Ok(BufferedBody {
-        bytes: received.into_bytes(),
-        share: BudgetShare(share),
+        bytes,
+        share: BudgetShare {
+            permit: share,
+            freed: Arc::clone(&budget.freed),
+        },
     })
 }
 
@@ -179,11 +211,13 @@ impl Received {
         }
     }
 
-    fn push(&mut self, data: Bytes) {
+    /// Appends `data`; `allowed` (the most the body may hold, its share) sizes the buffer once,
+    /// so it never grows by doubling past what the share accounts for.
+    fn push(&mut self, data: Bytes, allowed: usize) {
         *self = match std::mem::replace(self, Received::Empty) {
             Received::Empty => Received::One(data),
             Received::One(first) => {
-                let mut all = Vec::with_capacity(first.len() + data.len());
+                let mut all = Vec::with_capacity(allowed.max(first.len() + data.len()));
                 all.extend_from_slice(&first);
                 all.extend_from_slice(&data);
                 Received::Many(all)
@@ -199,7 +233,11 @@ impl Received {
         match self {
             Received::Empty => Bytes::new(),
             Received::One(bytes) => bytes,
-            Received::Many(all) => Bytes::from(all),
+            // A body without a length got a buffer of the limit: give back what it did not use.
+            Received::Many(mut all) => {
+                all.shrink_to_fit();
+                Bytes::from(all)
+            }
         }
     }
 }
@@ -323,6 +361,49 @@ mod tests {
         read(streamed(&[b"y"]), Some(1), 2 * UNIT, &budget, false, soon())
             .await
             .unwrap();
+    }
+
+    /// A body waiting for a large share holds none of the budget, so a smaller one that fits
+    /// in what is free gets it (an HTTP/2 stream, which does not wait, is not refused).
+    #[tokio::test]
+    async fn a_waiting_body_keeps_nobody_from_a_free_share() {
+        let budget = BodyBudget::new(4 * UNIT);
+        let half: &'static [u8] = &[b'x'; 2 * UNIT];
+        let held = read(
+            streamed(&[half]),
+            Some(2 * UNIT),
+            4 * UNIT,
+            &budget,
+            true,
+            soon(),
+        )
+        .await
+        .unwrap();
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move {
+                let whole: &'static [u8] = &[b'x'; 4 * UNIT];
+                read(
+                    streamed(&[whole]),
+                    Some(4 * UNIT),
+                    4 * UNIT,
+                    &budget,
+                    true,
+                    soon(),
+                )
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let small = read(streamed(&[b"y"]), Some(1), 4 * UNIT, &budget, false, soon())
+            .await
+            .unwrap();
+        assert_eq!(budget.in_use(), 3 * UNIT);
+        drop(small);
+        assert!(!waiting.is_finished());
+        drop(held);
+        let body = waiting.await.unwrap().unwrap();
+        assert_eq!(body.bytes.len(), 4 * UNIT);
     }
 
     /// Many bodies larger together than the budget all get through, in turn: none holds part

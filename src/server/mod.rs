@@ -207,11 +207,10 @@ impl BoundServer {
             .header_read_timeout(timing.header_read_timeout)
             .keep_alive(true);
         // HTTP/2 flow-control windows of the protocol's default size (64 KiB) rather than
-        // hyper's 1 MiB: a client may send that much on a connection before kadmit reads it,
-        // and a body waiting for its share of --max-buffered-body-bytes is not read, so with
-        // 1 MiB windows 500 connections sending large bodies made kadmit hold 500 MiB outside
-        // the body budget (scripts/body-flood.sh). A pod review fits in one window; a larger
-        // body takes one round trip per 64 KiB.
+        // hyper's 1 MiB: a client may send that much on a connection before kadmit has read
+        // any of it, outside --max-buffered-body-bytes; with 1 MiB windows, 500 connections
+        // sending large bodies made kadmit hold 500 MiB more (scripts/body-flood.sh). A pod
+        // review fits in one window; a larger body takes one round trip per 64 KiB.
         builder
             .http2()
             .timer(TokioTimer::new())

@@ -46,6 +46,7 @@ impl IntoResponse for Rejection {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "UnsupportedMediaType",
             StatusCode::PAYLOAD_TOO_LARGE => "RequestEntityTooLarge",
             StatusCode::REQUEST_TIMEOUT => "Timeout",
+            StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
             _ => "InternalError",
         };
         let body = StatusBody {
@@ -68,6 +69,13 @@ impl IntoResponse for Rejection {
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        }
+        // The API server's webhook client retries an answer that carries Retry-After; a 503 is
+        // kadmit saying "busy now", which a retry a second later should get past.
+        if self.code == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
