@@ -916,7 +916,9 @@ impl WatchTask {
             // Whether the last thing heard was "not found" (so the cache is the empty stand-in).
             let mut missing = false;
             // The pauses before restarts forced by `410 Gone` (see below), growing if they
-            // repeat, as the watcher's own backoff would.
+            // repeat, as the watcher's own backoff would (and, like it, back to short after two
+            // quiet minutes: a list that succeeds does not reset it, or a watch that keeps
+            // failing with 410 right after each list would re-list every second).
             let mut restarts = watcher::DefaultBackoff::default();
             while let Some(event) = stream.next().await {
                 match event {
@@ -926,8 +928,6 @@ impl WatchTask {
                         // resource can be written as an empty list too.
                         sink.apply(event);
                         if init_done {
-                            // A list got through: the next forced restart pauses briefly again.
-                            restarts = watcher::DefaultBackoff::default();
                             // The complete list has just been swapped into the cache.
                             if mark_synced() {
                                 tracing::info!(resource, "cache synced with the API server");
