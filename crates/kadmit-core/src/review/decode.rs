@@ -159,8 +159,38 @@ pub(crate) fn strip_position(err: &serde_json::Error) -> String {
         Some(at) => &text[..at],
         None => &text,
     };
-    without_quoted_strings(text)
+    if KNOWN_SHAPES.iter().any(|shape| text.starts_with(shape)) {
+        without_quoted_strings(text)
+    } else {
+        // A type's own parser (a timestamp, a quantity) may quote the input in any shape.
+        "invalid value".to_owned()
+    }
 }
+
+/// How serde and serde_json word the errors they raise, none quoting input other than as
+/// `string "..."` (left out) or a field or variant name; any other message is a type's own.
+const KNOWN_SHAPES: &[&str] = &[
+    "invalid type: ",
+    "invalid value: ",
+    "invalid length ",
+    "missing field ",
+    "unknown field ",
+    "duplicate field ",
+    "unknown variant ",
+    "EOF while parsing",
+    "expected ",
+    "key must be ",
+    "trailing ",
+    "control character ",
+    "invalid escape",
+    "invalid number",
+    "number out of range",
+    "recursion limit exceeded",
+    "lone leading surrogate",
+    "invalid unicode code point",
+    "unexpected end of hex escape",
+    "invalid UTF-8",
+];
 
 /// `text` with each `string "..."` (serde's description of a string it did not expect, Rust
 /// Debug-escaped) shortened to `string`.
@@ -238,6 +268,25 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "object does not decode as a v1 Pod: spec.containers[0].securityContext.runAsUser: invalid type: string, expected i64"
+        );
+    }
+
+    #[test]
+    fn a_type_s_own_parse_error_is_not_quoted() {
+        let gvk = super::super::GroupVersionKind {
+            group: String::new(),
+            version: "v1".to_owned(),
+            kind: "Namespace".to_owned(),
+        };
+        let raw = serde_json::value::RawValue::from_string(
+            r#"{"metadata": {"name": "n", "creationTimestamp": "2024-01-01T00:00:00Zhunter2"}}"#
+                .to_owned(),
+        )
+        .unwrap();
+        let err = super::super::TypedObject::decode(&gvk, &raw, "object").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "object does not decode as a v1 Namespace: metadata.creationTimestamp: invalid value"
         );
     }
 
