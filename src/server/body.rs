@@ -35,8 +35,11 @@ const UNIT: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
     permits: Arc<Semaphore>,
-    /// Woken whenever a share is given back, so waiting bodies try again.
+    /// Woken whenever a share is given back, so the waiting body tries again.
     freed: Arc<Notify>,
+    /// Waiting bodies line up here (tokio's mutex is fair), so they get their shares in the
+    /// order they came and none starves behind later, smaller ones.
+    queue: Arc<tokio::sync::Mutex<()>>,
     bytes: usize,
 }
 
@@ -47,13 +50,18 @@ impl BodyBudget {
         BodyBudget {
             permits: Arc::new(Semaphore::new(units)),
             freed: Arc::new(Notify::new()),
+            queue: Arc::new(tokio::sync::Mutex::new(())),
             bytes,
         }
     }
 
-    /// Takes `units` at once, when they are all free: a waiting body holds nothing (tokio's
-    /// `acquire_many` would hand it permits as they free up, starving everyone behind it).
+    /// Takes `units` at once, when they are all free, in turn: a waiting body holds nothing
+    /// (tokio's `acquire_many` would hand it permits as they free up, so that a body that does
+    /// not wait found none free).
     async fn take(&self, units: u32, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+        let _turn = tokio::time::timeout_at(deadline.into(), self.queue.lock())
+            .await
+            .ok()?;
         loop {
             // Registered before trying, so a share given back in between is not missed.
             let freed = self.freed.notified();
