@@ -316,6 +316,23 @@ async fn wait_for_limit_range(server: &TestServer, cpu: &str) {
     }
 }
 
+/// While no cache has synced: the LimitRange defaults answered per `on_error`, Pod Security
+/// and GMSA failing closed on their lookups, and a pod needing no cluster state served.
+async fn assert_unsynced_answers(server: &TestServer, on_error: OnError) {
+    let answer = send(server, "/mutate", &review("m-1", NS, plain_spec())).await;
+    assert_per_on_error(
+        &answer,
+        on_error,
+        "default-resources",
+        LIMIT_RANGES_NOT_SYNCED,
+    );
+    let answer = send(server, "/validate", &review("v-1", NS, plain_spec())).await;
+    assert_namespace_lookup_failed(&answer);
+    let answer = send(server, "/mutate", &review("g-1", NS, gmsa_spec_of(None))).await;
+    assert_spec_lookup_failed(&answer);
+    assert_exempt_pod_served(server, "normal-1").await;
+}
+
 /// A normal request that needs no cluster state: `/validate` of a pod in the namespace exempt
 /// from Pod Security. Served: allowed, for its uid, exempt.
 async fn assert_exempt_pod_served(server: &TestServer, uid: &str) {
@@ -443,18 +460,7 @@ async fn api_server_hanging_on_the_initial_lists() {
             .await;
         assert_alive_not_ready(&server).await;
 
-        let answer = send(&server, "/mutate", &review("m-1", NS, plain_spec())).await;
-        assert_per_on_error(
-            &answer,
-            on_error,
-            "default-resources",
-            LIMIT_RANGES_NOT_SYNCED,
-        );
-        let answer = send(&server, "/validate", &review("v-1", NS, plain_spec())).await;
-        assert_namespace_lookup_failed(&answer);
-        let answer = send(&server, "/mutate", &review("g-1", NS, gmsa_spec_of(None))).await;
-        assert_spec_lookup_failed(&answer);
-        assert_exempt_pod_served(&server, "normal-1").await;
+        assert_unsynced_answers(&server, on_error).await;
         assert_eq!(
             api.authorizer().calls(),
             0,
@@ -789,18 +795,7 @@ async fn api_server_unreachable_at_start() {
             start_kadmit(&kubeconfig, config(on_error), AuthorizerSettings::default()).await;
 
         assert_alive_not_ready(&server).await;
-        let answer = send(&server, "/mutate", &review("m-1", NS, plain_spec())).await;
-        assert_per_on_error(
-            &answer,
-            on_error,
-            "default-resources",
-            LIMIT_RANGES_NOT_SYNCED,
-        );
-        let answer = send(&server, "/validate", &review("v-1", NS, plain_spec())).await;
-        assert_namespace_lookup_failed(&answer);
-        let answer = send(&server, "/mutate", &review("g-1", NS, gmsa_spec_of(None))).await;
-        assert_spec_lookup_failed(&answer);
-        assert_exempt_pod_served(&server, "normal-1").await;
+        assert_unsynced_answers(&server, on_error).await;
         assert_alive_not_ready(&server).await;
 
         // The API server comes up on the port the kubeconfig names.
