@@ -123,4 +123,41 @@ pub trait Policy: Send + Sync {
     fn validate(&self, _ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
         Ok(PolicyOutcome::default())
     }
+
+    /// The policy as one that defaults created pods in place, if it is one; the pipeline then
+    /// calls [`PodDefaulting::default_pod`] instead of [`Policy::mutate`].
+    fn as_pod_defaulting(&self) -> Option<&dyn PodDefaulting> {
+        None
+    }
+}
+
+/// A policy that fills in fields of a pod being created, by changing it in place.
+///
+/// Copying the pod and diffing the copy was most of what mutation cost when each defaulting
+/// policy did it for itself. The pipeline instead hands consecutive defaulting policies one
+/// working copy and diffs it once, after the last of them, against the pod as it was before the
+/// first. Such a policy's [`Policy::mutate`] is the same work on a copy of its own, for callers
+/// that run it alone.
+pub trait PodDefaulting {
+    /// Fills in `pod`, the object of a Pod CREATE (no subresource) as the policies before this
+    /// one left it; `ctx.object` is the pod before the current run of defaulting policies and is
+    /// not to be read. The returned outcome carries no patch and no object: the pipeline makes
+    /// the patch. It may change only what the patch is made from (see `mutation::pod_patch`).
+    ///
+    /// An error must leave `pod` exactly as it was, so every lookup that can fail comes before
+    /// the first change (debug builds check it).
+    fn default_pod(
+        &self,
+        ctx: &ReviewContext<'_>,
+        pod: &mut k8s_openapi::api::core::v1::Pod,
+    ) -> Result<Defaulted, PolicyError>;
+}
+
+/// What [`PodDefaulting::default_pod`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Defaulted {
+    /// Whether the pod was changed.
+    pub changed: bool,
+    /// Warnings, audit annotations and events; no patch, no object.
+    pub outcome: PolicyOutcome,
 }

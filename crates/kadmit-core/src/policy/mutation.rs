@@ -13,25 +13,46 @@ use k8s_openapi::api::core::v1::{
     Container, EphemeralContainer, Pod, ResourceRequirements, SecurityContext,
 };
 
-use super::{PolicyError, PolicyOutcome, ReviewContext};
+use super::{Defaulted, PodDefaulting, PolicyError, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterError;
 use crate::config::{MutationSummary, NamespaceSelector};
-use crate::review::Operation;
+use crate::review::{AdmissionRequest, Operation, TypedObject};
 
-/// The pod of a Pod CREATE (no subresource), the only request the defaulting policies change:
-/// a pod's containers, resources and pull secrets are immutable once it exists.
+/// Whether `request` is a Pod CREATE (no subresource), the only request the defaulting policies
+/// change: a pod's containers, resources and pull secrets are immutable once it exists.
+pub(crate) fn creates_pod(request: &AdmissionRequest) -> bool {
+    request.operation == Operation::Create
+        && request.sub_resource.as_deref().is_none_or(str::is_empty)
+        && request.kind.is_core_v1("Pod")
+}
+
+/// The pod of a Pod CREATE (see [`creates_pod`]).
 pub(crate) fn created_pod<'a>(ctx: &ReviewContext<'a>) -> Option<&'a Pod> {
-    let request = ctx.request;
-    if request.operation != Operation::Create
-        || request
-            .sub_resource
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        || !request.kind.is_core_v1("Pod")
-    {
+    if !creates_pod(ctx.request) {
         return None;
     }
     ctx.object.and_then(|object| object.as_pod())
+}
+
+/// [`super::Policy::mutate`] of a defaulting policy run on its own: the policy fills in a copy
+/// of the pod, and the patch is the difference.
+pub(crate) fn mutate_copy(
+    policy: &dyn PodDefaulting,
+    ctx: &ReviewContext<'_>,
+) -> Result<PolicyOutcome, PolicyError> {
+    let Some(pod) = created_pod(ctx) else {
+        return Ok(PolicyOutcome::default());
+    };
+    let mut after = pod.clone();
+    let Defaulted {
+        changed,
+        mut outcome,
+    } = policy.default_pod(ctx, &mut after)?;
+    if changed {
+        outcome.patch = pod_patch(pod, &mut after)?;
+        outcome.mutated = Some(TypedObject::Pod(Box::new(after)));
+    }
+    Ok(outcome)
 }
 
 /// Whether `selector` selects the request's namespace; an empty selector selects every one

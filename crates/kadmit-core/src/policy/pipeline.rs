@@ -6,13 +6,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use json_patch::PatchOperation;
+use k8s_openapi::api::core::v1::Pod;
 
 use super::default_resources::DefaultResources;
 use super::gmsa::Gmsa;
 use super::image_pull_secrets::ImagePullSecrets;
+use super::mutation::{creates_pod, pod_patch};
 use super::pod_security::PodSecurity;
 use super::security_defaults::SecurityDefaults;
-use super::{Endpoint, Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
+use super::{
+    Defaulted, Endpoint, PodDefaulting, Policy, PolicyError, PolicyEvent, PolicyOutcome,
+    ReviewContext,
+};
 use crate::cluster::ClusterView;
 use crate::config::{Config, OnError};
 use crate::review::{AdmissionResponse, Review, Status, TypedObject};
@@ -218,23 +223,67 @@ impl Pipeline {
                 .is_some_and(|pod| pod.metadata == Default::default())
             && request.object.as_deref().is_some_and(lacks_metadata);
 
+        // Defaulting policies change one working copy of a created pod in place; `defaulting`
+        // holds the pod as it was before the current run of them, and the run's patch is made
+        // once, when a policy of another kind comes or the last policy is done.
+        let creates_pod = endpoint == Endpoint::Mutate
+            && creates_pod(request)
+            && object.as_deref().and_then(TypedObject::as_pod).is_some();
+        let mut defaulting: Option<DefaultingRun<'_, '_>> = None;
+
         let mut response = AdmissionResponse::allow(&request.uid);
         let mut errors = Vec::new();
         let mut denied_by = None;
         let mut events = Vec::new();
         for (index, policy) in self.policies.iter().enumerate() {
             progress.0.store(index + 1, Ordering::Relaxed);
-            let ctx = ReviewContext {
-                request,
-                object: object.as_deref(),
-                old_object: old_object.as_deref(),
-                cluster,
-                deadline,
-            };
+            let in_place = policy.as_pod_defaulting().filter(|_| creates_pod);
+            if in_place.is_none()
+                && let Some(run) = defaulting.take()
+            {
+                self.end_defaulting(run, request, &mut object, &mut response, &mut errors);
+                if !response.allowed {
+                    denied_by = errors.last().cloned();
+                    break;
+                }
+            }
             let started = timings.as_ref().map(|_| Instant::now());
-            let outcome = match endpoint {
-                Endpoint::Mutate => policy.mutate(&ctx),
-                Endpoint::Validate => policy.validate(&ctx),
+            let outcome = match in_place {
+                Some(in_place) => {
+                    let run = defaulting.get_or_insert_with(|| DefaultingRun {
+                        before: object.clone(),
+                        changed_by: None,
+                    });
+                    let ctx = ReviewContext {
+                        request,
+                        object: run.before.as_deref(),
+                        old_object: old_object.as_deref(),
+                        cluster,
+                        deadline,
+                    };
+                    match object.as_mut().and_then(|o| o.to_mut().as_pod_mut()) {
+                        Some(pod) => default_in_place(in_place, &ctx, pod).map(|done| {
+                            if done.changed {
+                                run.changed_by = Some(policy.name());
+                            }
+                            done.outcome
+                        }),
+                        None => Ok(PolicyOutcome::default()),
+                    }
+                }
+                None => {
+                    let ctx = ReviewContext {
+                        request,
+                        object: object.as_deref(),
+                        old_object: old_object.as_deref(),
+                        cluster,
+                        deadline,
+                    };
+                    match endpoint {
+                        Endpoint::Mutate => policy.mutate(&ctx),
+                        Endpoint::Validate => policy.validate(&ctx),
+                    }
+                }
             };
             if let (Some(timings), Some(started)) = (timings.as_deref_mut(), started)
                 && let Some(slot) = timings.policies.get_mut(index)
@@ -307,6 +356,14 @@ impl Pipeline {
                 response.patch.extend(patch);
             }
         }
+        if response.allowed
+            && let Some(run) = defaulting.take()
+        {
+            self.end_defaulting(run, request, &mut object, &mut response, &mut errors);
+            if !response.allowed {
+                denied_by = errors.last().cloned();
+            }
+        }
         if !response.allowed {
             response.patch.clear();
         }
@@ -329,6 +386,54 @@ impl Pipeline {
             denied_by,
             errors,
             events,
+        }
+    }
+
+    /// Ends a run of defaulting policies: adds to the response the patch that turns the pod as
+    /// it was before the run into the working copy. A patch that cannot be made is answered per
+    /// `failure.onError`, on behalf of the last policy that changed the pod, and the working
+    /// copy goes back to the pod before the run, so later policies see what the API server will.
+    fn end_defaulting<'o>(
+        &self,
+        run: DefaultingRun<'o, '_>,
+        request: &crate::review::AdmissionRequest,
+        object: &mut Option<Cow<'o, TypedObject>>,
+        response: &mut AdmissionResponse,
+        errors: &mut Vec<String>,
+    ) {
+        let Some(policy) = run.changed_by else {
+            return;
+        };
+        let before = run.before.as_deref().and_then(TypedObject::as_pod);
+        let after = object.as_mut().and_then(|o| o.to_mut().as_pod_mut());
+        let (Some(before), Some(after)) = (before, after) else {
+            return;
+        };
+        match pod_patch(before, after) {
+            Ok(patch) => {
+                // The working copy must be what the patch produces; checked wherever tests run
+                // (debug builds), skipped where it would cost (release).
+                #[cfg(debug_assertions)]
+                if let Ok(expected) = reapply(request, run.before.as_deref(), &patch) {
+                    debug_assert_eq!(
+                        expected.as_ref(),
+                        object.as_deref(),
+                        "the defaulting policies up to {policy} left a pod their patch does not produce"
+                    );
+                }
+                let _ = request;
+                response.patch.extend(patch);
+            }
+            Err(err) => {
+                errors.push(policy.to_owned());
+                let outcome = self.on_policy_error(policy, &err);
+                response.warnings.extend(outcome.warnings);
+                if let Some(status) = outcome.denial {
+                    response.allowed = false;
+                    response.status = Some(status);
+                }
+                *object = run.before;
+            }
         }
     }
 
@@ -366,6 +471,41 @@ impl PolicyTimings {
         self.policies.clear();
         self.policies.resize(policies, None);
     }
+}
+
+/// A run of consecutive defaulting policies working on one copy of a created pod.
+struct DefaultingRun<'o, 'p> {
+    /// The object before the run's first policy.
+    before: Option<Cow<'o, TypedObject>>,
+    /// The last policy of the run that changed the pod, if any did.
+    changed_by: Option<&'p str>,
+}
+
+/// Runs one defaulting policy on the working copy of the pod. Debug builds check that an error
+/// leaves the pod as it was, as [`PodDefaulting::default_pod`] promises.
+fn default_in_place(
+    policy: &dyn PodDefaulting,
+    ctx: &ReviewContext<'_>,
+    pod: &mut Pod,
+) -> Result<Defaulted, PolicyError> {
+    #[cfg(debug_assertions)]
+    let before = pod.clone();
+    let result = policy.default_pod(ctx, pod);
+    #[cfg(debug_assertions)]
+    if result.is_err() {
+        assert_eq!(
+            *pod, before,
+            "a defaulting policy changed the pod and then failed"
+        );
+    }
+    debug_assert!(
+        result
+            .as_ref()
+            .map_or(true, |done| done.outcome.patch.is_empty()
+                && done.outcome.mutated.is_none()),
+        "a defaulting policy returned a patch of its own"
+    );
+    result
 }
 
 /// Which policy of a pipeline is being evaluated; see [`Pipeline::evaluate_tracked`].
@@ -458,6 +598,79 @@ mod tests {
             assert_eq!(timings.policies.len(), pipeline.policy_names().len());
             assert!(timings.policies.iter().all(Option::is_some), "{timings:?}");
         }
+    }
+
+    /// The defaulting policies share one working copy of the pod and one patch; the pod that
+    /// patch makes must be the one the policies make when each runs alone on the last one's
+    /// result, as they would behind separate webhooks.
+    #[test]
+    fn one_patch_for_a_run_of_defaulting_policies_makes_the_pod_they_make_one_by_one() {
+        let config = Config::from_yaml(
+            "defaultResources:\n  rules:\n    - namespaceSelector: {}\n      default: {cpu: 500m}\n\
+             imagePullSecrets:\n  rules:\n    - images: ['*']\n      secrets: [regcred]\n\
+             securityDefaults:\n  enabled: true\n  dropAllCapabilities: true\n",
+        )
+        .unwrap();
+        let pipeline = Pipeline::from_config(&config);
+        let cluster = Snapshot::dev();
+        let object = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "annotations": {"a/b": "c"}},
+            "spec": {"containers": [{"name": "c", "image": "nginx",
+                                     "resources": {"requests": {"cpu": "100m"}}}],
+                     "initContainers": [{"name": "i", "image": "busybox"}]}});
+        let review = |object: &serde_json::Value| {
+            let body = serde_json::json!({"apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview", "request": {"uid": "u1",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "default", "operation": "CREATE", "object": object}});
+            Review::from_slice(&serde_json::to_vec(&body).unwrap()).unwrap()
+        };
+
+        let decision = pipeline.evaluate(Endpoint::Mutate, &review(&object), &cluster);
+        assert!(decision.errors.is_empty(), "{decision:?}");
+        let mut together = object.clone();
+        json_patch::patch(&mut together, &decision.response.patch).unwrap();
+
+        let mut one_by_one = object.clone();
+        for name in [
+            "default-resources",
+            "image-pull-secrets",
+            "security-defaults",
+        ] {
+            let policy = pipeline.policies.iter().find(|p| p.name() == name).unwrap();
+            let review = review(&one_by_one);
+            let object = review.decoded_objects().unwrap().object.as_ref();
+            let outcome = policy
+                .mutate(&ReviewContext {
+                    request: &review.request,
+                    object,
+                    old_object: None,
+                    cluster: &cluster,
+                    deadline: None,
+                })
+                .unwrap();
+            assert!(!outcome.patch.is_empty(), "{name} changed nothing");
+            json_patch::patch(&mut one_by_one, &outcome.patch).unwrap();
+        }
+        assert_eq!(together, one_by_one);
+        let summaries: Vec<&str> = decision
+            .response
+            .audit_annotations
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            summaries,
+            [
+                "default-resources",
+                "image-pull-secrets",
+                "security-defaults"
+            ]
+        );
+
+        let again = pipeline.evaluate(Endpoint::Mutate, &review(&together), &cluster);
+        assert!(again.response.patch.is_empty(), "{again:?}");
     }
 
     /// Policies see a typed pod, which has metadata whether or not the object sent had any;

@@ -46,8 +46,8 @@
 use k8s_openapi::api::core::v1::{Pod, PodSpec, SeccompProfile, SecurityContext};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::mutation::{created_pod, namespace_selected, pod_patch, summarize};
-use super::{Policy, PolicyError, PolicyOutcome, ReviewContext};
+use super::mutation::{mutate_copy, namespace_selected, summarize};
+use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{MutationSummary, SecurityDefaultsConfig};
 
 /// The policy's name, in messages, metrics and the summary's annotation key.
@@ -88,24 +88,33 @@ impl Policy for SecurityDefaults {
     }
 
     fn mutate(&self, ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
+        mutate_copy(self, ctx)
+    }
+
+    fn as_pod_defaulting(&self) -> Option<&dyn PodDefaulting> {
+        Some(self)
+    }
+}
+
+impl PodDefaulting for SecurityDefaults {
+    fn default_pod(
+        &self,
+        ctx: &ReviewContext<'_>,
+        pod: &mut Pod,
+    ) -> Result<Defaulted, PolicyError> {
         let mut outcome = PolicyOutcome::default();
-        let Some(pod) = created_pod(ctx) else {
-            return Ok(outcome);
-        };
         if !namespace_selected(&self.config.namespace_selector, ctx)? {
-            return Ok(outcome);
+            return Ok(Defaulted {
+                changed: false,
+                outcome,
+            });
         }
-        let mut defaulted = pod.clone();
-        let changes = apply_defaults(&self.config, &mut defaulted);
-        if changes.is_empty() {
-            return Ok(outcome);
-        }
-        outcome.patch = pod_patch(pod, &mut defaulted)?;
-        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(defaulted)));
-        if !outcome.patch.is_empty() {
+        let changes = apply_defaults(&self.config, pod);
+        let changed = !changes.is_empty();
+        if changed {
             summarize(&mut outcome, self.summary, NAME, changes.describe());
         }
-        Ok(outcome)
+        Ok(Defaulted { changed, outcome })
     }
 }
 

@@ -77,12 +77,15 @@ impl Review {
     /// not kept raw in `request.object` / `request.old_object`. Anything else is decoded the
     /// plain way, objects raw, so errors name the offending field.
     pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
-        if let Err(err) = std::str::from_utf8(body) {
-            return Err(DecodeError::NotUtf8 {
-                offset: err.valid_up_to(),
-            });
-        }
-        if let Some(review) = one_pass::decode(body) {
+        let text = match std::str::from_utf8(body) {
+            Ok(text) => text,
+            Err(err) => {
+                return Err(DecodeError::NotUtf8 {
+                    offset: err.valid_up_to(),
+                });
+            }
+        };
+        if let Some(review) = one_pass::decode(text) {
             return Ok(review);
         }
         decode::decode_review(body)

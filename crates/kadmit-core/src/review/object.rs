@@ -262,6 +262,14 @@ impl TypedObject {
         }
     }
 
+    /// The pod, if this is one, to change in place.
+    pub fn as_pod_mut(&mut self) -> Option<&mut Pod> {
+        match self {
+            TypedObject::Pod(pod) => Some(pod),
+            _ => None,
+        }
+    }
+
     /// The workload, if this is one.
     pub fn as_workload(&self) -> Option<&Workload> {
         match self {

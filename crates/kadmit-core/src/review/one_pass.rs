@@ -26,8 +26,11 @@ use super::{
 
 /// The review in `body`, with its objects decoded as their kind; `None` when the plain decoder
 /// must decide (see the module documentation).
-pub(super) fn decode(body: &[u8]) -> Option<Review> {
-    let mut de = serde_json::Deserializer::from_slice(body);
+///
+/// Takes the body as text, checked as UTF-8 once by the caller: read from a `&[u8]`, serde_json
+/// checks every string again as it decodes it, which for a pod was a fifth of the decoding.
+pub(super) fn decode(body: &str) -> Option<Review> {
+    let mut de = serde_json::Deserializer::from_str(body);
     let review = de.deserialize_map(EnvelopeVisitor).ok()?;
     de.end().ok()?;
     Some(review)
@@ -309,7 +312,7 @@ mod tests {
         let pod = r#"{"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx",
             "securityContext": {"privileged": true}}]}}"#;
         let body = review(false, pod);
-        let fast = decode(body.as_bytes()).expect("one pass");
+        let fast = decode(&body).expect("one pass");
         assert!(fast.request.object.is_none());
         assert!(matches!(
             fast.decoded_objects().unwrap().object,
@@ -335,7 +338,7 @@ mod tests {
             review(false, good).replace(r#""operation": "CREATE""#, ""),
             format!("{} x", review(false, good)),
         ] {
-            assert!(decode(body.as_bytes()).is_none(), "{body}");
+            assert!(decode(&body).is_none(), "{body}");
         }
         let slow = Review::from_slice(review(false, bad).as_bytes()).unwrap();
         assert!(answers(&pipeline(), &slow).contains(
@@ -343,7 +346,7 @@ mod tests {
         ));
         // A kind no policy reads stays raw, as the plain decoder keeps it.
         let body = review(false, r#"{"a": 1}"#).replace(r#""kind": "Pod""#, r#""kind": "Ingress""#);
-        let fast = decode(body.as_bytes()).unwrap();
+        let fast = decode(&body).unwrap();
         assert_eq!(fast.request.object.unwrap().get(), r#"{"a": 1}"#);
         assert_eq!(fast.decoded.unwrap(), DecodedObjects::default());
     }
@@ -361,11 +364,13 @@ mod tests {
         for line in index.lines().skip(1) {
             let path = line.split('\t').next().unwrap();
             let body = std::fs::read(reviews.join(path)).unwrap();
+            // What `Review::from_slice` hands the one-pass decoder: UTF-8 text, or nothing.
+            let fast = std::str::from_utf8(&body).ok().and_then(decode);
             let Ok(plain) = decode_review(&body) else {
-                assert!(decode(&body).is_none(), "{path}");
+                assert!(fast.is_none(), "{path}");
                 continue;
             };
-            match decode(&body) {
+            match fast {
                 Some(fast) => {
                     assert_eq!(fast.version, plain.version, "{path}");
                     assert_eq!(

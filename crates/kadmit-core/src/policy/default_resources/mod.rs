@@ -27,8 +27,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
 
 use self::record::{ContainerKind, Record};
-use super::mutation::{created_pod, namespace_selected, pod_patch, summarize};
-use super::{Policy, PolicyError, PolicyOutcome, ReviewContext};
+use super::mutation::{mutate_copy, namespace_selected, summarize};
+use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{DefaultResourcesConfig, MutationSummary, ResourceRule};
 
 /// The annotation LimitRanger writes, and kadmit too for LimitRange defaults.
@@ -114,72 +114,88 @@ impl Policy for DefaultResources {
     }
 
     fn mutate(&self, ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
-        let mut outcome = PolicyOutcome::default();
-        let Some(pod) = created_pod(ctx) else {
-            return Ok(outcome);
-        };
-        let namespace = ctx.request.namespace();
-        let mut after = pod.clone();
+        mutate_copy(self, ctx)
+    }
 
-        let mut from_limit_ranges = Record::new(&after);
-        if self.limit_ranges {
-            for limit_range in ctx.cluster.limit_ranges(namespace)? {
-                if let Some(defaults) = limit_range_defaults(namespace, &limit_range) {
-                    apply(
-                        &mut after,
-                        &defaults,
-                        &mut from_limit_ranges,
-                        &mut outcome.warnings,
-                    );
-                }
-            }
-        }
-        let mut from_rule = (String::new(), Record::new(&after));
-        for (rule, defaults) in &self.rules {
-            if namespace_selected(&rule.namespace_selector, ctx)? {
-                apply(
-                    &mut after,
-                    defaults,
-                    &mut from_rule.1,
-                    &mut outcome.warnings,
-                );
-                from_rule.0.clone_from(&defaults.source);
+    fn as_pod_defaulting(&self) -> Option<&dyn PodDefaulting> {
+        Some(self)
+    }
+}
+
+impl PodDefaulting for DefaultResources {
+    fn default_pod(
+        &self,
+        ctx: &ReviewContext<'_>,
+        pod: &mut Pod,
+    ) -> Result<Defaulted, PolicyError> {
+        let namespace = ctx.request.namespace();
+        // Every lookup that can fail comes first, so an error leaves the pod as it was.
+        let limit_ranges = if self.limit_ranges {
+            ctx.cluster.limit_ranges(namespace)?
+        } else {
+            Vec::new()
+        };
+        let mut rule = None;
+        for (candidate, defaults) in &self.rules {
+            if namespace_selected(&candidate.namespace_selector, ctx)? {
+                rule = Some(defaults);
                 break;
             }
+        }
+
+        let mut outcome = PolicyOutcome::default();
+        let mut from_limit_ranges = Record::new(pod);
+        for limit_range in &limit_ranges {
+            if let Some(defaults) = limit_range_defaults(namespace, limit_range) {
+                apply(
+                    pod,
+                    &defaults,
+                    &mut from_limit_ranges,
+                    &mut outcome.warnings,
+                );
+            }
+        }
+        let mut from_rule = Record::new(pod);
+        if let Some(defaults) = rule {
+            apply(pod, defaults, &mut from_rule, &mut outcome.warnings);
         }
 
         let mut summary = Vec::new();
         if let Some(text) = from_limit_ranges.sentence() {
             summary.push(format!("from LimitRanges: {text}"));
             annotate(
-                &mut after,
+                pod,
                 LIMIT_RANGER_ANNOTATION,
                 "LimitRanger plugin set",
                 &text,
             );
         }
-        if let Some(text) = from_rule.1.sentence() {
-            let source = &from_rule.0;
+        if let (Some(text), Some(defaults)) = (from_rule.sentence(), rule) {
+            let source = &defaults.source;
             summary.push(format!("from {source}: {text}"));
             annotate(
-                &mut after,
+                pod,
                 DEFAULTED_RESOURCES_ANNOTATION,
                 &format!("kadmit {source} set"),
                 &text,
             );
         }
         if summary.is_empty() {
-            return Ok(outcome);
+            return Ok(Defaulted {
+                changed: false,
+                outcome,
+            });
         }
-        outcome.patch = pod_patch(pod, &mut after)?;
-        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(after)));
         summarize(
             &mut outcome,
             self.summary,
             POLICY_NAME,
             format!("set {}", summary.join("; and ")),
         );
-        Ok(outcome)
+        Ok(Defaulted {
+            changed: true,
+            outcome,
+        })
     }
 }
 

@@ -51,10 +51,10 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, PodSpec};
+use k8s_openapi::api::core::v1::{LocalObjectReference, Pod, PodSpec};
 
-use super::mutation::{created_pod, namespace_selected, pod_patch, summarize};
-use super::{Policy, PolicyError, PolicyOutcome, ReviewContext};
+use super::mutation::{mutate_copy, namespace_selected, summarize};
+use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{ImagePullSecretsConfig, MutationSummary, NamespaceSelector};
 use crate::image::{ImagePattern, ImageReference};
 
@@ -162,12 +162,29 @@ impl Policy for ImagePullSecrets {
     }
 
     fn mutate(&self, ctx: &ReviewContext<'_>) -> Result<PolicyOutcome, PolicyError> {
+        mutate_copy(self, ctx)
+    }
+
+    fn as_pod_defaulting(&self) -> Option<&dyn PodDefaulting> {
+        Some(self)
+    }
+}
+
+impl PodDefaulting for ImagePullSecrets {
+    fn default_pod(
+        &self,
+        ctx: &ReviewContext<'_>,
+        pod: &mut Pod,
+    ) -> Result<Defaulted, PolicyError> {
         let mut outcome = PolicyOutcome::default();
-        let Some(pod) = created_pod(ctx) else {
-            return Ok(outcome);
+        let unchanged = |outcome| {
+            Ok(Defaulted {
+                changed: false,
+                outcome,
+            })
         };
         let Some(spec) = pod.spec.as_ref() else {
-            return Ok(outcome);
+            return unchanged(outcome);
         };
 
         // The pod's images, normalized; the ones that cannot be are reported.
@@ -228,37 +245,29 @@ impl Policy for ImagePullSecrets {
             }
         }
         if added.is_empty() {
-            return Ok(outcome);
+            return unchanged(outcome);
         }
-
-        let mut after = pod.clone();
-        if let Some(after_spec) = after.spec.as_mut() {
-            after_spec
-                .image_pull_secrets
-                .get_or_insert_default()
-                .extend(added.iter().map(|name| LocalObjectReference {
-                    name: (*name).to_owned(),
-                }));
-        }
-        outcome.patch = pod_patch(pod, &mut after)?;
-        outcome.mutated = Some(crate::review::TypedObject::Pod(Box::new(after)));
-
+        // Said before the pod changes: the images are borrowed from it.
         let for_images: Vec<String> = images
             .iter()
             .zip(&because)
             .filter(|(_, because)| **because)
             .map(|((container, image), _)| format!("{image} ({container})"))
             .collect();
-        summarize(
-            &mut outcome,
-            self.summary,
-            NAME,
-            format!(
-                "added imagePullSecrets {} for images {}",
-                added.join(", "),
-                for_images.join(", ")
-            ),
+        let summary = format!(
+            "added imagePullSecrets {} for images {}",
+            added.join(", "),
+            for_images.join(", ")
         );
+
+        if let Some(spec) = pod.spec.as_mut() {
+            spec.image_pull_secrets
+                .get_or_insert_default()
+                .extend(added.iter().map(|name| LocalObjectReference {
+                    name: (*name).to_owned(),
+                }));
+        }
+        summarize(&mut outcome, self.summary, NAME, summary);
 
         let namespace = ctx.request.namespace();
         for secret in &added {
@@ -273,7 +282,10 @@ impl Policy for ImagePullSecrets {
                 ));
             }
         }
-        Ok(outcome)
+        Ok(Defaulted {
+            changed: true,
+            outcome,
+        })
     }
 }
 
