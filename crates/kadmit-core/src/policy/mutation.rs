@@ -87,12 +87,13 @@ pub(crate) fn namespace_selected(
 /// patch, release builds trust it.
 pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperation>, PolicyError> {
     let mut ops = Vec::new();
-    part(
-        &mut ops,
-        &["metadata", "annotations"],
+    match (
         before.metadata.annotations.as_ref(),
         after.metadata.annotations.as_ref(),
-    )?;
+    ) {
+        (Some(b), Some(a)) => map_part(&mut ops, &["metadata", "annotations"], b, a)?,
+        (b, a) => part(&mut ops, &["metadata", "annotations"], b, a)?,
+    }
     // In the order of the serialized keys, as a whole-pod diff would list them.
     if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_mut()) {
         list(
@@ -184,6 +185,107 @@ fn part<T: serde::Serialize + PartialEq>(
     Ok(())
 }
 
+/// [`part`] for a container's resources, the part defaulting changes most: their `limits` and
+/// `requests` are compared as the typed maps they are, without encoding both sides and diffing
+/// the encodings. The result is the same list of operations (debug builds check it against
+/// [`part`]); resources whose `claims` changed are left to [`part`].
+fn resources_part(
+    ops: &mut Vec<PatchOperation>,
+    path: &[&str],
+    before: Option<&ResourceRequirements>,
+    after: Option<&ResourceRequirements>,
+) -> Result<(), PolicyError> {
+    let (Some(b), Some(a)) = (before, after) else {
+        return part(ops, path, before, after);
+    };
+    if b == a {
+        return Ok(());
+    }
+    if b.claims != a.claims {
+        return part(ops, path, before, after);
+    }
+    #[cfg(debug_assertions)]
+    let first = ops.len();
+    // Members present after, in key order (`limits` before `requests`), then those removed:
+    // the order a diff of the encodings lists them in.
+    let fields = [
+        ("limits", b.limits.as_ref(), a.limits.as_ref()),
+        ("requests", b.requests.as_ref(), a.requests.as_ref()),
+    ];
+    for (name, b, a) in fields {
+        let path = [path, &[name]].concat();
+        match (b, a) {
+            (Some(b), Some(a)) => map_part(ops, &path, b, a)?,
+            (None, Some(_)) => part(ops, &path, b, a)?,
+            _ => {}
+        }
+    }
+    for (name, b, a) in fields {
+        if let (Some(_), None) = (b, a) {
+            part(ops, &[path, &[name]].concat(), b, a)?;
+        }
+    }
+    #[cfg(debug_assertions)]
+    {
+        let mut expected = Vec::new();
+        part(&mut expected, path, before, after)?;
+        assert_eq!(
+            ops[first..],
+            expected[..],
+            "typed resources diff at {path:?}"
+        );
+    }
+    Ok(())
+}
+
+/// [`part`] for two present maps of strings (annotations) or quantities (resources): key by
+/// key, as a diff of their encodings would go, without encoding the maps.
+fn map_part<V: serde::Serialize + PartialEq>(
+    ops: &mut Vec<PatchOperation>,
+    path: &[&str],
+    before: &std::collections::BTreeMap<String, V>,
+    after: &std::collections::BTreeMap<String, V>,
+) -> Result<(), PolicyError> {
+    if before == after {
+        return Ok(());
+    }
+    #[cfg(debug_assertions)]
+    let first = ops.len();
+    let base = json_patch::jsonptr::PointerBuf::from_tokens(path.iter().copied());
+    let at = |key: &str| {
+        let mut pointer = base.clone();
+        pointer.push_back(key);
+        pointer
+    };
+    for (key, value) in after {
+        match before.get(key) {
+            Some(old) if old == value => {}
+            Some(_) => ops.push(PatchOperation::Replace(json_patch::ReplaceOperation {
+                path: at(key),
+                value: encode(value)?,
+            })),
+            None => ops.push(PatchOperation::Add(json_patch::AddOperation {
+                path: at(key),
+                value: encode(value)?,
+            })),
+        }
+    }
+    for key in before.keys() {
+        if !after.contains_key(key) {
+            ops.push(PatchOperation::Remove(json_patch::RemoveOperation {
+                path: at(key),
+            }));
+        }
+    }
+    #[cfg(debug_assertions)]
+    {
+        let mut expected = Vec::new();
+        part(&mut expected, path, Some(before), Some(after))?;
+        assert_eq!(ops[first..], expected[..], "typed map diff at {path:?}");
+    }
+    Ok(())
+}
+
 /// [`part`] for a container list: container by container when the list keeps its length, and
 /// within a container its resources and security context, unless it changed elsewhere too.
 fn list<T: ContainerParts>(
@@ -200,7 +302,7 @@ fn list<T: ContainerParts>(
                 }
                 let index = i.to_string();
                 if !a.differs_elsewhere(b) {
-                    part(
+                    resources_part(
                         ops,
                         &["spec", name, &index, "resources"],
                         b.resources(),

@@ -297,7 +297,7 @@ fn apply_to_container(
             continue;
         }
         if let Some(limit) = resources.limits.as_ref().and_then(|l| l.get(resource))
-            && let Some(problem) = below(limit, &request.parsed)
+            && let Some(problem) = below(limit, defaults.limits.get(resource), &request.parsed)
         {
             warnings.push(skipped(
                 kind,
@@ -348,8 +348,18 @@ fn exceeds(request: &Quantity, limit: &ParsedQuantity) -> Option<String> {
 }
 
 /// Why the container's existing `limit` rules out a default request of `request`, if it does.
-fn below(limit: &Quantity, request: &ParsedQuantity) -> Option<String> {
-    match ParsedQuantity::try_from(limit) {
+/// `default_limit` is the default for the same resource: when the limit is that (usually just
+/// set from it), its value is known and not parsed again.
+fn below(
+    limit: &Quantity,
+    default_limit: Option<&Value>,
+    request: &ParsedQuantity,
+) -> Option<String> {
+    let parsed = match default_limit {
+        Some(known) if known.quantity == *limit => Ok(known.parsed.clone()),
+        _ => ParsedQuantity::try_from(limit),
+    };
+    match parsed {
         Ok(value) if value < *request => Some(format!(
             "it is above the container's limit {}, and a request above its limit makes the pod \
              invalid",
