@@ -123,7 +123,9 @@ impl AdmissionResponse {
             None
         } else {
             // Serializing a Vec of serde-derived enums with string keys cannot fail.
-            let json = serde_json::to_vec(&self.patch).unwrap_or_default();
+            // Sized up front: growing the buffer by doubling copied the patch several times.
+            let mut json = Vec::with_capacity(256 * self.patch.len());
+            let _ = serde_json::to_writer(&mut json, &self.patch);
             // Base64 needs no escaping, so the quoted text is written as it is rather than
             // scanned byte by byte as a string (a patch is often the larger part of the answer).
             let mut quoted = String::with_capacity(json.len() * 4 / 3 + 6);
@@ -151,8 +153,17 @@ impl AdmissionResponse {
                 audit_annotations: &self.audit_annotations,
             },
         };
-        // Plain structs of strings, numbers and maps with string keys always serialize.
-        serde_json::to_vec(&wire).unwrap_or_default()
+        // Plain structs of strings, numbers and maps with string keys always serialize. The
+        // buffer is sized for what is known to go in, so it is not regrown and copied.
+        let texts = wire.response.patch.as_ref().map_or(0, |p| p.get().len())
+            + self.warnings.iter().map(String::len).sum::<usize>()
+            + (self.audit_annotations.iter())
+                .map(|(k, v)| k.len() + v.len() + 8)
+                .sum::<usize>()
+            + self.status.as_ref().map_or(0, |s| s.message.len());
+        let mut out = Vec::with_capacity(256 + texts + texts / 8);
+        let _ = serde_json::to_writer(&mut out, &wire);
+        out
     }
 }
 
