@@ -1370,13 +1370,14 @@ spec:
     assert_eq!(entry["allowed"], true, "{entry}");
     let annotation =
         "LimitRanger plugin set: memory request for container web; memory limit for container web";
+    // One patch for the three defaulting policies together, in the order of the pod's fields.
     assert_eq!(
         entry["patch"],
         json!([
             {"op": "add", "path": "/metadata/annotations", "value": {"kubernetes.io/limit-ranger": annotation}},
             {"op": "add", "path": "/spec/containers/0/resources", "value": {"limits": {"memory": "1Gi"}, "requests": {"memory": "1Gi"}}},
-            {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "regcred"}]},
             {"op": "add", "path": "/spec/containers/0/securityContext", "value": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}},
+            {"op": "add", "path": "/spec/imagePullSecrets", "value": [{"name": "regcred"}]},
             {"op": "add", "path": "/spec/securityContext/seccompProfile", "value": {"type": "RuntimeDefault"}}
         ])
     );
