@@ -393,6 +393,8 @@ impl Pipeline {
     /// it was before the run into the working copy. A patch that cannot be made is answered per
     /// `failure.onError`, on behalf of the last policy that changed the pod, and the working
     /// copy goes back to the pod before the run, so later policies see what the API server will.
+    // `request` serves only the debug-build check that the patch makes the working copy.
+    #[cfg_attr(not(debug_assertions), expect(unused_variables))]
     fn end_defaulting<'o>(
         &self,
         run: DefaultingRun<'o, '_>,
@@ -421,7 +423,6 @@ impl Pipeline {
                         "the defaulting policies up to {policy} left a pod their patch does not produce"
                     );
                 }
-                let _ = request;
                 response.patch.extend(patch);
             }
             Err(err) => {
