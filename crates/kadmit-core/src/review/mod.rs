@@ -5,6 +5,7 @@
 //! `uid`, and the patch must be base64 on the wire (some libraries emit a byte array).
 
 mod decode;
+mod json_text;
 mod object;
 mod one_pass;
 mod response;
