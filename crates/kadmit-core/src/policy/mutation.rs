@@ -456,21 +456,26 @@ impl Parts {
     }
 }
 
-/// Adds `summary` (what `policy` changed) where the configuration asks for it: the audit
+/// Adds the summary of what `policy` changed where the configuration asks for it: the audit
 /// annotation `policy` (the API server prefixes it with the webhook's name) and/or a warning.
+/// `summary` is called only then: with `mutationSummary: none` no text is built.
 pub(crate) fn summarize(
     outcome: &mut PolicyOutcome,
     mode: MutationSummary,
     policy: &str,
-    summary: String,
+    summary: impl FnOnce() -> String,
 ) {
-    if matches!(mode, MutationSummary::Warnings | MutationSummary::Both) {
+    let (warn, annotate) = match mode {
+        MutationSummary::None => return,
+        MutationSummary::Warnings => (true, false),
+        MutationSummary::AuditAnnotations => (false, true),
+        MutationSummary::Both => (true, true),
+    };
+    let summary = summary();
+    if warn {
         outcome.warnings.push(format!("kadmit {policy}: {summary}"));
     }
-    if matches!(
-        mode,
-        MutationSummary::AuditAnnotations | MutationSummary::Both
-    ) {
+    if annotate {
         outcome.audit_annotations.insert(policy.to_owned(), summary);
     }
 }
@@ -478,6 +483,29 @@ pub(crate) fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_is_built_only_where_it_is_wanted() {
+        let mut outcome = PolicyOutcome::default();
+        summarize(&mut outcome, MutationSummary::None, "p", || {
+            panic!("built with mutationSummary: none")
+        });
+        assert_eq!(outcome, PolicyOutcome::default());
+        for (mode, warned, annotated) in [
+            (MutationSummary::Warnings, true, false),
+            (MutationSummary::AuditAnnotations, false, true),
+            (MutationSummary::Both, true, true),
+        ] {
+            let mut outcome = PolicyOutcome::default();
+            summarize(&mut outcome, mode, "p", || "set x".to_owned());
+            assert_eq!(outcome.warnings == ["kadmit p: set x"], warned, "{mode:?}");
+            assert_eq!(
+                outcome.audit_annotations.get("p").map(String::as_str) == Some("set x"),
+                annotated,
+                "{mode:?}"
+            );
+        }
+    }
 
     #[test]
     fn pointers_are_escaped_as_jsonptr_escapes_tokens() {

@@ -248,17 +248,23 @@ impl PodDefaulting for ImagePullSecrets {
             return unchanged(outcome);
         }
         // Said before the pod changes: the images are borrowed from it.
-        let for_images: Vec<String> = images
-            .iter()
-            .zip(&because)
-            .filter(|(_, because)| **because)
-            .map(|((container, image), _)| format!("{image} ({container})"))
-            .collect();
-        let summary = format!(
-            "added imagePullSecrets {} for images {}",
-            added.join(", "),
-            for_images.join(", ")
-        );
+        summarize(&mut outcome, self.summary, NAME, || {
+            use std::fmt::Write as _;
+            let mut text = String::with_capacity(128);
+            text.push_str("added imagePullSecrets ");
+            text.push_str(&added.join(", "));
+            text.push_str(" for images ");
+            let mut first = true;
+            for ((container, image), _) in images.iter().zip(&because).filter(|(_, b)| **b) {
+                if !first {
+                    text.push_str(", ");
+                }
+                first = false;
+                // Writing to a String cannot fail.
+                let _ = write!(text, "{image} ({container})");
+            }
+            text
+        });
 
         if let Some(spec) = pod.spec.as_mut() {
             spec.image_pull_secrets
@@ -267,7 +273,6 @@ impl PodDefaulting for ImagePullSecrets {
                     name: (*name).to_owned(),
                 }));
         }
-        summarize(&mut outcome, self.summary, NAME, summary);
 
         let namespace = ctx.request.namespace();
         for secret in &added {
