@@ -144,54 +144,60 @@ impl PodDefaulting for DefaultResources {
         }
 
         let mut outcome = PolicyOutcome::default();
+        // Parsed first: the record borrows resource names from them.
+        let limit_range_defaults: Vec<Defaults> = (limit_ranges.iter())
+            .filter_map(|limit_range| limit_range_defaults(namespace, limit_range))
+            .collect();
         let mut from_limit_ranges = Record::new(pod);
-        for limit_range in &limit_ranges {
-            if let Some(defaults) = limit_range_defaults(namespace, limit_range) {
-                apply(
-                    pod,
-                    &defaults,
-                    &mut from_limit_ranges,
-                    &mut outcome.warnings,
-                );
-            }
+        for defaults in &limit_range_defaults {
+            apply(pod, defaults, &mut from_limit_ranges, &mut outcome.warnings);
         }
         let mut from_rule = Record::new(pod);
         if let Some(defaults) = rule {
             apply(pod, defaults, &mut from_rule, &mut outcome.warnings);
         }
 
-        let mut summary = Vec::new();
-        if let Some(text) = from_limit_ranges.sentence() {
-            summary.push(format!("from LimitRanges: {text}"));
-            annotate(
-                pod,
-                LIMIT_RANGER_ANNOTATION,
-                "LimitRanger plugin set",
-                &text,
-            );
-        }
-        if let (Some(text), Some(defaults)) = (from_rule.sentence(), rule) {
-            let source = &defaults.source;
-            summary.push(format!("from {source}: {text}"));
-            annotate(
-                pod,
-                DEFAULTED_RESOURCES_ANNOTATION,
-                &format!("kadmit {source} set"),
-                &text,
-            );
-        }
-        if summary.is_empty() {
+        let from_limit_ranges = from_limit_ranges.sentence(pod);
+        let from_rule = rule.zip(from_rule.sentence(pod));
+        if from_limit_ranges.is_none() && from_rule.is_none() {
             return Ok(Defaulted {
                 changed: false,
                 outcome,
             });
         }
-        summarize(
-            &mut outcome,
-            self.summary,
-            POLICY_NAME,
-            format!("set {}", summary.join("; and ")),
-        );
+        summarize(&mut outcome, self.summary, POLICY_NAME, || {
+            let mut text = String::with_capacity(256);
+            text.push_str("set ");
+            if let Some(sentence) = &from_limit_ranges {
+                text.push_str("from LimitRanges: ");
+                text.push_str(sentence);
+            }
+            if let Some((defaults, sentence)) = &from_rule {
+                if from_limit_ranges.is_some() {
+                    text.push_str("; and ");
+                }
+                for part in ["from ", &defaults.source, ": ", sentence] {
+                    text.push_str(part);
+                }
+            }
+            text
+        });
+        if let Some(sentence) = &from_limit_ranges {
+            annotate(
+                pod,
+                LIMIT_RANGER_ANNOTATION,
+                &["LimitRanger plugin set"],
+                sentence,
+            );
+        }
+        if let Some((defaults, sentence)) = &from_rule {
+            annotate(
+                pod,
+                DEFAULTED_RESOURCES_ANNOTATION,
+                &["kadmit ", &defaults.source, " set"],
+                sentence,
+            );
+        }
         Ok(Defaulted {
             changed: true,
             outcome,
@@ -238,7 +244,12 @@ fn limit_range_defaults(namespace: &str, limit_range: &LimitRange) -> Option<Def
 
 /// Fills the missing limits, then requests, of every container and init container from
 /// `defaults`, recording what was set and warning about what was skipped.
-fn apply(pod: &mut Pod, defaults: &Defaults, record: &mut Record, warnings: &mut Vec<String>) {
+fn apply<'d>(
+    pod: &mut Pod,
+    defaults: &'d Defaults,
+    record: &mut Record<'d>,
+    warnings: &mut Vec<String>,
+) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
@@ -256,12 +267,12 @@ fn apply(pod: &mut Pod, defaults: &Defaults, record: &mut Record, warnings: &mut
     }
 }
 
-fn apply_to_container(
+fn apply_to_container<'d>(
     container: &mut Container,
     kind: ContainerKind,
     index: usize,
-    defaults: &Defaults,
-    record: &mut Record,
+    defaults: &'d Defaults,
+    record: &mut Record<'d>,
     warnings: &mut Vec<String>,
 ) {
     let had_resources = container.resources.is_some();
@@ -391,12 +402,17 @@ fn skipped(
     )
 }
 
-/// Sets the annotation `key` to `<prefix>: <text>`.
-fn annotate(pod: &mut Pod, key: &str, prefix: &str, text: &str) {
+/// Sets the annotation `key` to `<prefix>: <text>`, the prefix given in parts.
+fn annotate(pod: &mut Pod, key: &str, prefix: &[&str], text: &str) {
+    let length = prefix.iter().map(|p| p.len()).sum::<usize>() + 2 + text.len();
+    let mut value = String::with_capacity(length);
+    for part in prefix.iter().chain([&": ", &text]) {
+        value.push_str(part);
+    }
     pod.metadata
         .annotations
         .get_or_insert_default()
-        .insert(key.to_owned(), format!("{prefix}: {text}"));
+        .insert(key.to_owned(), value);
 }
 
 #[cfg(test)]
