@@ -147,9 +147,88 @@ fn no_secret_value_is_logged_at_info() {
     assert_eq!(count("request rejected"), 3, "{log:#?}");
     // privileged at /validate; mistyped and workload at both.
     assert_eq!(count("\"denied\""), 5, "{log:#?}");
+    // Every line is JSON whose objects have unique keys (a repeated key is silently dropped by
+    // most log tooling), and a denial says both what happened and the answer's message.
+    for line in &log {
+        if let Err(err) = serde_json::from_str::<UniqueKeys>(line) {
+            panic!("log line with repeated keys ({err}): {line}");
+        }
+    }
+    let denial = log
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .find(|line| line["fields"]["message"] == "denied")
+        .expect("a denial is logged");
+    assert!(
+        (denial["fields"]["status_message"].as_str().unwrap_or(""))
+            .contains("violates PodSecurity"),
+        "{denial}"
+    );
+    // The test's reviews name no object in the request (as for a generated name): empty.
+    assert_eq!(denial["span"]["object_name"], "", "{denial}");
+    assert_eq!(denial["span"]["uid"], "privileged", "{denial}");
     let leaks: Vec<&String> = log
         .iter()
         .filter(|line| line.contains(SECRET) || line.contains(&encoded))
         .collect();
     assert!(leaks.is_empty(), "secret values in the log: {leaks:#?}");
+}
+
+/// A JSON value whose objects never repeat a key (serde_json's `Value` keeps the last of them).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        de.deserialize_any(UniqueKeysVisitor)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_unit<E>(self) -> Result<UniqueKeys, E> {
+        Ok(UniqueKeys)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<UniqueKeys, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(UniqueKeys)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<UniqueKeys, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!("repeated key `{key}`")));
+            }
+            map.next_value::<UniqueKeys>()?;
+        }
+        Ok(UniqueKeys)
+    }
 }

@@ -96,7 +96,9 @@ async fn answer(
         endpoint = endpoint.as_str(),
         kind = %request.kind.kind,
         namespace = request.namespace(),
-        name = request.name(),
+        // Not `name`: the JSON log writes the span's own name under that key, and a second
+        // `name` in the same object is dropped or misread by log tooling.
+        object_name = request.name(),
         operation = request.operation.as_str(),
     );
     let kind = request.kind.kind.clone();
@@ -130,7 +132,8 @@ async fn answer(
         tracing::info!(
             code = response.status.as_ref().map(|s| s.code),
             policy = decision.denied_by.as_deref().unwrap_or(""),
-            message = response
+            // Not `message`: that is the event's own text ("denied") in the log.
+            status_message = response
                 .status
                 .as_ref()
                 .map(|s| s.message.as_str())
