@@ -3,7 +3,7 @@
 //! The inputs are read exactly as `kadmit replay` reads them (same documents, same decoding,
 //! same mutate-then-validate sequence), then every usable review is re-encoded once as the
 //! `AdmissionReview` bytes the API server would send, and each iteration decodes and evaluates
-//! those bytes as the server's handler does: `Review::from_slice`, then
+//! those bytes as the server's handler does: `Review::from_slice_for` the endpoint, then
 //! [`Pipeline::evaluate_timed`]. Only that work is timed; reading files and applying a
 //! mutation's patch for `/validate` (the API server's job) happen before the clock starts.
 //!
@@ -552,7 +552,7 @@ fn measure(
         let started = Instant::now();
         let envelope;
         {
-            let decoded = Review::from_slice(bytes);
+            let decoded = Review::from_slice_for(bytes, *endpoint);
             envelope = started.elapsed();
             // Checked to decode when planned; a failure would be answered 400, as the server
             // does, and costs what it costs.

@@ -74,7 +74,8 @@ async fn answer(
         deadline.min(started + state.limits.body_read_timeout),
     )
     .await?;
-    let review = Review::from_slice(&body).map_err(|err| {
+    // Decoded for this endpoint only: `/mutate` skips what only Pod Security reads.
+    let review = Review::from_slice_for(&body, endpoint).map_err(|err| {
         Rejection::new(
             StatusCode::BAD_REQUEST,
             format!("not an admission review: {err}"),

@@ -11,6 +11,8 @@
 //!   securityContexts, so that every defaulting policy patches (resources, pull secrets,
 //!   security defaults; GMSA has nothing to expand).
 //!
+//! Both decode the review for their endpoint (`Review::from_slice_for`), as the server does.
+//!
 //!     cargo bench -p kadmit-core --bench full
 //!
 //! Reads `../shared` (or `$KADMIT_SHARED_DIR`); without it the benchmark is skipped.
@@ -55,7 +57,7 @@ fn benches(c: &mut Criterion) {
     assert!(review.decoded_objects().is_some(), "decoded in one pass");
     let validated = pipeline.evaluate(Endpoint::Validate, &review, &cluster);
     assert!(validated.response.allowed && validated.errors.is_empty());
-    let review = Review::from_slice(&bare).unwrap();
+    let review = Review::from_slice_for(&bare, Endpoint::Mutate).unwrap();
     let mutated = pipeline.evaluate(Endpoint::Mutate, &review, &cluster);
     let patched: Vec<&str> = mutated
         .response
@@ -85,7 +87,7 @@ fn benches(c: &mut Criterion) {
     ] {
         c.bench_function(name, |b| {
             b.iter(|| {
-                let review = Review::from_slice(body).unwrap();
+                let review = Review::from_slice_for(body, endpoint).unwrap();
                 let decision = pipeline.evaluate(endpoint, &review, &cluster);
                 decision.response.to_review_json(review.version)
             })

@@ -188,6 +188,11 @@ impl Pipeline {
             None => Ok(None),
         };
         let started = timings.as_ref().map(|_| Instant::now());
+        // A review decoded for one endpoint lacks what only the other's policies read.
+        debug_assert!(
+            (review.decoded_objects().and_then(|d| d.only_for)).is_none_or(|e| e == endpoint),
+            "a review decoded for the other endpoint evaluated at {endpoint:?}"
+        );
         let decoded = match review.decoded_objects() {
             // Decoded with the review, in one pass over the body.
             Some(objects) => (

@@ -18,6 +18,8 @@ pub use response::{AdmissionResponse, Status, StatusDetails};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::Endpoint;
+
 /// The `admission.k8s.io` version a review was sent in; the answer must use the same one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReviewVersion {
@@ -64,6 +66,9 @@ pub struct DecodedObjects {
     pub object: Option<TypedObject>,
     /// `oldObject`, when present and of a kind kadmit reads.
     pub old_object: Option<TypedObject>,
+    /// The one endpoint the objects were decoded for ([`Review::from_slice_for`]), without
+    /// members only the other endpoint's policies read; `None` when decoded for both.
+    pub(crate) only_for: Option<Endpoint>,
 }
 
 impl Review {
@@ -78,6 +83,19 @@ impl Review {
     /// not kept raw in `request.object` / `request.old_object`. Anything else is decoded the
     /// plain way, objects raw, so errors name the offending field.
     pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
+        Self::from_slice_inner(body, None)
+    }
+
+    /// [`Review::from_slice`] for a review that will be evaluated at `endpoint` only, as the
+    /// server evaluates each review it receives. On `/mutate` a pod's volumes, ports and probes
+    /// are not decoded (only Pod Security reads them, and it runs at `/validate`), which makes
+    /// decoding a typical pod a fifth cheaper. Evaluating the result at the other endpoint is a
+    /// bug (debug builds assert it).
+    pub fn from_slice_for(body: &[u8], endpoint: Endpoint) -> Result<Self, DecodeError> {
+        Self::from_slice_inner(body, Some(endpoint))
+    }
+
+    fn from_slice_inner(body: &[u8], endpoint: Option<Endpoint>) -> Result<Self, DecodeError> {
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
             Err(err) => {
@@ -86,7 +104,7 @@ impl Review {
                 });
             }
         };
-        if let Some(review) = one_pass::decode(text) {
+        if let Some(review) = one_pass::decode(text, endpoint) {
             return Ok(review);
         }
         decode::decode_review(body)

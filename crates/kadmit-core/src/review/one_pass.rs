@@ -23,15 +23,19 @@ use super::{
     AdmissionRequest, DecodedObjects, GroupVersionKind, GroupVersionResource, Operation, Review,
     ReviewVersion, UserInfo,
 };
+use crate::Endpoint;
 
 /// The review in `body`, with its objects decoded as their kind; `None` when the plain decoder
 /// must decide (see the module documentation).
 ///
 /// Takes the body as text, checked as UTF-8 once by the caller: read from a `&[u8]`, serde_json
 /// checks every string again as it decodes it, which for a pod was a fifth of the decoding.
-pub(super) fn decode(body: &str) -> Option<Review> {
+///
+/// `endpoint`, when given, is the only endpoint the review will be evaluated at: members only
+/// the other endpoint's policies read are skipped too (see [`skip::pod_for`]).
+pub(super) fn decode(body: &str, endpoint: Option<Endpoint>) -> Option<Review> {
     let mut de = serde_json::Deserializer::from_str(body);
-    let review = de.deserialize_map(EnvelopeVisitor).ok()?;
+    let review = de.deserialize_map(EnvelopeVisitor(endpoint)).ok()?;
     de.end().ok()?;
     Some(review)
 }
@@ -41,7 +45,7 @@ fn give_up<E: de::Error>() -> E {
     E::custom("not for the one-pass decoder")
 }
 
-struct EnvelopeVisitor;
+struct EnvelopeVisitor(Option<Endpoint>);
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
     type Value = Review;
@@ -68,7 +72,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     kind_ok = true;
                 }
                 "request" if request.is_none() => {
-                    request = Some(map.next_value_seed(RequestSeed)?);
+                    request = Some(map.next_value_seed(RequestSeed(self.0))?);
                 }
                 "apiVersion" | "kind" | "request" => return Err(give_up()),
                 _ => {
@@ -89,7 +93,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-struct RequestSeed;
+struct RequestSeed(Option<Endpoint>);
 
 impl<'de> DeserializeSeed<'de> for RequestSeed {
     type Value = (AdmissionRequest, DecodedObjects);
@@ -143,7 +147,7 @@ impl<'de> Visitor<'de> for RequestSeed {
                 "dryRun" => once(&mut dry_run, map.next_value()?)?,
                 "object" | "oldObject" => {
                     let gvk = kind.as_ref().ok_or_else(give_up)?;
-                    let value = map.next_value_seed(ObjectSeed(gvk))?;
+                    let value = map.next_value_seed(ObjectSeed(gvk, self.0))?;
                     let slot = if key == "object" {
                         &mut object
                     } else {
@@ -177,6 +181,7 @@ impl<'de> Visitor<'de> for RequestSeed {
         let decoded = DecodedObjects {
             object: typed_object,
             old_object: typed_old_object,
+            only_for: self.0,
         };
         Ok((request, decoded))
     }
@@ -205,8 +210,8 @@ impl Decoded {
     }
 }
 
-/// Decodes an object as the kind the request named.
-struct ObjectSeed<'a>(&'a GroupVersionKind);
+/// Decodes an object as the kind the request named, for one endpoint or (`None`) both.
+struct ObjectSeed<'a>(&'a GroupVersionKind, Option<Endpoint>);
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     type Value = Decoded;
@@ -214,7 +219,7 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Decoded, D::Error> {
         let gvk = self.0;
         if gvk.is_core_v1("Pod") {
-            let pod: Option<k8s_openapi::api::core::v1::Pod> = match skip::pod() {
+            let pod: Option<k8s_openapi::api::core::v1::Pod> = match skip::pod_for(self.1) {
                 Some(skip) => Option::deserialize(Skipping::new(de, skip))?,
                 None => Option::deserialize(de)?,
             };
@@ -312,7 +317,7 @@ mod tests {
         let pod = r#"{"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx",
             "securityContext": {"privileged": true}}]}}"#;
         let body = review(false, pod);
-        let fast = decode(&body).expect("one pass");
+        let fast = decode(&body, None).expect("one pass");
         assert!(fast.request.object.is_none());
         assert!(matches!(
             fast.decoded_objects().unwrap().object,
@@ -338,7 +343,7 @@ mod tests {
             review(false, good).replace(r#""operation": "CREATE""#, ""),
             format!("{} x", review(false, good)),
         ] {
-            assert!(decode(&body).is_none(), "{body}");
+            assert!(decode(&body, None).is_none(), "{body}");
         }
         let slow = Review::from_slice(review(false, bad).as_bytes()).unwrap();
         assert!(answers(&pipeline(), &slow).contains(
@@ -346,7 +351,7 @@ mod tests {
         ));
         // A kind no policy reads stays raw, as the plain decoder keeps it.
         let body = review(false, r#"{"a": 1}"#).replace(r#""kind": "Pod""#, r#""kind": "Ingress""#);
-        let fast = decode(&body).unwrap();
+        let fast = decode(&body, None).unwrap();
         assert_eq!(fast.request.object.unwrap().get(), r#"{"a": 1}"#);
         assert_eq!(fast.decoded.unwrap(), DecodedObjects::default());
     }
@@ -365,7 +370,9 @@ mod tests {
             let path = line.split('\t').next().unwrap();
             let body = std::fs::read(reviews.join(path)).unwrap();
             // What `Review::from_slice` hands the one-pass decoder: UTF-8 text, or nothing.
-            let fast = std::str::from_utf8(&body).ok().and_then(decode);
+            let fast = std::str::from_utf8(&body)
+                .ok()
+                .and_then(|b| decode(b, None));
             let Ok(plain) = decode_review(&body) else {
                 assert!(fast.is_none(), "{path}");
                 continue;
