@@ -97,6 +97,14 @@ fn serve_dev_prints_a_curl_command_that_is_allowed() {
     let mut curl = None;
     for line in stdout.lines() {
         let line = line.unwrap();
+        if line.starts_with("kadmit is serving") {
+            assert!(
+                line.ends_with(
+                    "(dev mode: no cluster, built-in configuration, self-signed certificate)"
+                ),
+                "{line}"
+            );
+        }
         if line.starts_with("curl ") {
             curl = Some(line);
             break;

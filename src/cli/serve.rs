@@ -274,6 +274,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             generated,
             webhook_addr,
             server.metrics_addr(),
+            &dev_mode(args.config.as_deref(), args.cluster.as_deref()),
         )?),
         None => None,
     };
@@ -314,6 +315,20 @@ fn start_capture(
         "capturing reviews"
     );
     Ok(handle)
+}
+
+/// What `--dev` runs with, for its banner: it must not claim the built-in configuration or no
+/// cluster when `--config` or `--cluster` was given.
+fn dev_mode(config: Option<&Path>, cluster: Option<&Path>) -> String {
+    let cluster = match cluster {
+        Some(path) => format!("cluster snapshot {}", path.display()),
+        None => "no cluster".to_owned(),
+    };
+    let config = match config {
+        Some(path) => format!("configuration {}", path.display()),
+        None => "built-in configuration".to_owned(),
+    };
+    format!("{cluster}, {config}, self-signed certificate")
 }
 
 /// The configuration file, or the built-in defaults without one (shared by serve and replay).
@@ -359,6 +374,7 @@ fn print_dev_banner(
     generated: &certs::GeneratedCerts,
     webhook: SocketAddr,
     metrics: SocketAddr,
+    mode: &str,
 ) -> Result<PathBuf, CliError> {
     let dir = std::env::temp_dir().join(format!("kadmit-dev-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|source| CliError::File {
@@ -378,9 +394,7 @@ fn print_dev_banner(
         IpAddr::V6(ip) => format!("[{ip}]"),
     };
     let port = webhook.port();
-    println!(
-        "kadmit is serving https://{host}:{port} (dev mode: no cluster, built-in configuration, self-signed certificate)"
-    );
+    println!("kadmit is serving https://{host}:{port} (dev mode: {mode})");
     println!("CA certificate: {}", ca.display());
     println!("Probes and metrics: http://{metrics}/readyz and http://{metrics}/metrics");
     println!("Try it:");
@@ -389,4 +403,21 @@ fn print_dev_banner(
         ca.display()
     );
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_banner_says_what_it_runs_with() {
+        assert_eq!(
+            dev_mode(None, None),
+            "no cluster, built-in configuration, self-signed certificate"
+        );
+        assert_eq!(
+            dev_mode(Some(Path::new("p.yaml")), Some(Path::new("c.yaml"))),
+            "cluster snapshot c.yaml, configuration p.yaml, self-signed certificate"
+        );
+    }
 }
