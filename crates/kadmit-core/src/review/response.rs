@@ -85,11 +85,7 @@ impl AdmissionResponse {
     /// omits them; the tests check it byte for byte against serde's encoding of the same answer.
     pub fn to_review_json(&self, version: ReviewVersion) -> Vec<u8> {
         // Sized for what is known to go in, so the buffer is not regrown and copied.
-        let patch_len = if self.patch.is_empty() {
-            0
-        } else {
-            self.patch.len() * 256
-        };
+        let patch_len = self.patch.len() * 256;
         let texts = patch_len * 4 / 3
             + self.warnings.iter().map(|w| w.len() + 3).sum::<usize>()
             + (self.audit_annotations.iter())
