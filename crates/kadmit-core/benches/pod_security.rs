@@ -14,7 +14,6 @@ mod common;
 
 use common::shared;
 use criterion::{Criterion, criterion_group, criterion_main};
-use k8s_openapi::api::core::v1::Pod;
 use kadmit_core::cluster::Snapshot;
 use kadmit_core::config::{Level, PolicyVersion};
 use kadmit_core::manifest::{check_pod_security, read_manifest};
@@ -25,7 +24,13 @@ fn benches(c: &mut Criterion) {
     let Some(shared) = shared() else { return };
     let body = std::fs::read(shared.join("bench/pod-review.json")).unwrap();
     let review = Review::from_slice(&body).unwrap();
-    let pod: Pod = serde_json::from_str(review.request.object.as_ref().unwrap().get()).unwrap();
+    // The review's pod as every request decodes it (the one-pass decoder keeps no raw object).
+    let pod = review
+        .decoded_objects()
+        .and_then(|d| d.object.as_ref())
+        .and_then(|o| o.as_pod())
+        .unwrap()
+        .clone();
     let spec = pod.spec.clone().unwrap();
     c.bench_function("checks: bench pod at restricted/latest", |b| {
         b.iter(|| {

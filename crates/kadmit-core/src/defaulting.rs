@@ -4,12 +4,19 @@
 //! Admission reviews carry objects that are already defaulted, so the webhook path never needs
 //! this; offline paths apply it so the same pod gets the same verdict.
 
-use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, LimitRange, PodSpec, Volume};
+use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, LimitRange, Volume};
+
+use crate::pod::PodSpec;
 
 /// Applies the pod-spec defaulting that matters to kadmit's policies: a volume with no source is
 /// an `emptyDir`, as the API server defaults it.
 pub fn default_pod_spec(spec: &mut PodSpec) {
-    for volume in spec.volumes.iter_mut().flatten() {
+    default_volumes(spec.volumes.as_deref_mut().unwrap_or_default());
+}
+
+/// [`default_pod_spec`] for the volumes of a pod the cluster view holds.
+pub fn default_volumes(volumes: &mut [Volume]) {
+    for volume in volumes {
         let sourceless = Volume {
             name: volume.name.clone(),
             ..Default::default()

@@ -13,6 +13,7 @@ pub mod defaulting;
 pub mod image;
 pub mod invariants;
 pub mod manifest;
+pub mod pod;
 pub mod policy;
 pub mod replay;
 pub mod review;

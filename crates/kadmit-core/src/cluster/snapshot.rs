@@ -247,8 +247,8 @@ impl Snapshot {
             }
             "Pod" => {
                 let mut pod: Pod = decode(object)?;
-                if let Some(spec) = pod.spec.as_mut() {
-                    crate::defaulting::default_pod_spec(spec);
+                if let Some(volumes) = pod.spec.as_mut().and_then(|s| s.volumes.as_mut()) {
+                    crate::defaulting::default_volumes(volumes);
                 }
                 self.insert_pod(pod);
             }

@@ -149,7 +149,7 @@ pub trait PodDefaulting {
     fn default_pod(
         &self,
         ctx: &ReviewContext<'_>,
-        pod: &mut k8s_openapi::api::core::v1::Pod,
+        pod: &mut crate::pod::Pod,
     ) -> Result<Defaulted, PolicyError>;
 }
 

@@ -10,13 +10,12 @@
 
 use json_patch::PatchOperation;
 use json_patch::jsonptr::{PointerBuf, Token};
-use k8s_openapi::api::core::v1::{
-    Container, EphemeralContainer, Pod, ResourceRequirements, SecurityContext,
-};
+use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
 
 use super::{Defaulted, PodDefaulting, PolicyError, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterError;
 use crate::config::{MutationSummary, NamespaceSelector};
+use crate::pod::{Container, Pod};
 use crate::review::{AdmissionRequest, Operation, TypedObject};
 
 /// Whether `request` is a Pod CREATE (no subresource), the only request the defaulting policies
@@ -361,26 +360,22 @@ trait ContainerParts: serde::Serialize + PartialEq {
     }
 }
 
-/// `Container` and `EphemeralContainer` have the same two fields under the same names.
-macro_rules! container_parts {
-    ($($ty:ty),*) => {$(
-        impl ContainerParts for $ty {
-            fn resources(&self) -> Option<&ResourceRequirements> {
-                self.resources.as_ref()
-            }
-            fn security_context(&self) -> Option<&SecurityContext> {
-                self.security_context.as_ref()
-            }
-            fn parts_mut(
-                &mut self,
-            ) -> (&mut Option<ResourceRequirements>, &mut Option<SecurityContext>) {
-                (&mut self.resources, &mut self.security_context)
-            }
-        }
-    )*};
+impl ContainerParts for Container {
+    fn resources(&self) -> Option<&ResourceRequirements> {
+        self.resources.as_ref()
+    }
+    fn security_context(&self) -> Option<&SecurityContext> {
+        self.security_context.as_ref()
+    }
+    fn parts_mut(
+        &mut self,
+    ) -> (
+        &mut Option<ResourceRequirements>,
+        &mut Option<SecurityContext>,
+    ) {
+        (&mut self.resources, &mut self.security_context)
+    }
 }
-
-container_parts!(Container, EphemeralContainer);
 
 /// The parts of a pod that [`pod_patch`] compares one by one (to check, in debug builds, that
 /// nothing else changed).
@@ -396,7 +391,7 @@ type SpecParts = (
     Option<Vec<k8s_openapi::api::core::v1::LocalObjectReference>>,
     Vec<Container>,
     Option<Vec<Container>>,
-    Option<Vec<EphemeralContainer>>,
+    Option<Vec<Container>>,
 );
 
 #[cfg(debug_assertions)]

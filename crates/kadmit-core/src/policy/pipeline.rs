@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use json_patch::PatchOperation;
-use k8s_openapi::api::core::v1::Pod;
 
 use super::default_resources::DefaultResources;
 use super::gmsa::Gmsa;
@@ -20,6 +19,7 @@ use super::{
 };
 use crate::cluster::ClusterView;
 use crate::config::{Config, OnError};
+use crate::pod::Pod;
 use crate::review::{AdmissionResponse, Review, Status, TypedObject};
 
 /// The answer to one review, with the facts the caller needs for metrics and logs.

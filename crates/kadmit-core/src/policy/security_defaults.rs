@@ -43,12 +43,12 @@
 //! app, init container setup; capabilities.drop [ALL] for container app`. Container names are
 //! DNS labels, so they need no quoting.
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, SeccompProfile, SecurityContext};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{SeccompProfile, SecurityContext};
 
 use super::mutation::{mutate_copy, namespace_selected, summarize};
 use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{MutationSummary, SecurityDefaultsConfig};
+use crate::pod::{ObjectMeta, Pod, PodSpec};
 
 /// The policy's name, in messages, metrics and the summary's annotation key.
 const NAME: &str = "security-defaults";
@@ -224,8 +224,7 @@ fn is_windows(spec: &PodSpec) -> bool {
 }
 
 /// Calls `f` with every container's list, name and security context: containers, init
-/// containers, ephemeral containers, each by index (k8s-openapi gives ephemeral containers their
-/// own type, so the lists cannot be chained).
+/// containers, ephemeral containers, in that order.
 fn visit<'a>(
     spec: &'a PodSpec,
     mut f: impl FnMut(ContainerKind, &'a str, Option<&'a SecurityContext>),
@@ -817,7 +816,7 @@ mod tests {
                 resource: "namespaces",
             })
         }
-        fn pods(&self, _: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
+        fn pods(&self, _: &str) -> Result<Vec<Arc<k8s_openapi::api::core::v1::Pod>>, ClusterError> {
             Ok(Vec::new())
         }
         fn gmsa_credential_spec(

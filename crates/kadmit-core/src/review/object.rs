@@ -2,16 +2,14 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{
-    Namespace, Pod, PodTemplate, PodTemplateSpec, ReplicationController,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{Namespace, PodTemplate, ReplicationController};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::GroupVersionKind;
 use super::decode::strip_position;
 use super::skip::{self, Skip, Skipping};
+use crate::pod::{ObjectMeta, Pod, PodTemplateSpec};
 
 /// An object kadmit's policies read, decoded once per review and shared by every policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,8 +156,8 @@ impl Workload {
         };
         Ok(Workload {
             kind,
-            metadata,
-            template,
+            metadata: ObjectMeta::from(&metadata),
+            template: template.as_ref().map(PodTemplateSpec::from),
         })
     }
 }
@@ -208,8 +206,8 @@ impl Workload {
         };
         Ok(Workload {
             kind,
-            metadata,
-            template,
+            metadata: ObjectMeta::from(&metadata),
+            template: template.as_ref().map(PodTemplateSpec::from),
         })
     }
 }

@@ -219,7 +219,7 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Decoded, D::Error> {
         let gvk = self.0;
         if gvk.is_core_v1("Pod") {
-            let pod: Option<k8s_openapi::api::core::v1::Pod> = match skip::pod_for(self.1) {
+            let pod: Option<crate::pod::Pod> = match skip::pod_for(self.1) {
                 Some(skip) => Option::deserialize(Skipping::new(de, skip))?,
                 None => Option::deserialize(de)?,
             };

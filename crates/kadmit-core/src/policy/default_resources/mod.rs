@@ -22,7 +22,7 @@ mod record;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, LimitRange, Pod, ResourceRequirements};
+use k8s_openapi::api::core::v1::{LimitRange, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube_quantity::ParsedQuantity;
 
@@ -30,6 +30,7 @@ use self::record::{ContainerKind, Record};
 use super::mutation::{mutate_copy, namespace_selected, summarize};
 use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{DefaultResourcesConfig, MutationSummary, ResourceRule};
+use crate::pod::{Container, Pod};
 
 /// The annotation LimitRanger writes, and kadmit too for LimitRange defaults.
 pub const LIMIT_RANGER_ANNOTATION: &str = "kubernetes.io/limit-ranger";

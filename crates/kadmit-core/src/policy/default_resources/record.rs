@@ -1,6 +1,6 @@
 //! The record of what defaulting set, in LimitRanger's sentence format.
 
-use k8s_openapi::api::core::v1::Pod;
+use crate::pod::Pod;
 
 /// Which list a container is in, for the record and warnings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

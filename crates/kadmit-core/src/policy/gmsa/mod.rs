@@ -10,12 +10,13 @@
 
 pub mod canonical;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, SecurityContext, WindowsSecurityContextOptions};
+use k8s_openapi::api::core::v1::{SecurityContext, WindowsSecurityContextOptions};
 
 use self::canonical::to_go_json;
 use super::{Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::cluster::{AccessRequest, ClusterError};
 use crate::config::GmsaConfig;
+use crate::pod::{Pod, PodSpec};
 use crate::review::{AdmissionRequest, Operation, Status, TypedObject};
 
 /// The GMSA policy.

@@ -51,12 +51,13 @@
 
 use std::collections::HashSet;
 
-use k8s_openapi::api::core::v1::{LocalObjectReference, Pod, PodSpec};
+use k8s_openapi::api::core::v1::LocalObjectReference;
 
 use super::mutation::{mutate_copy, namespace_selected, summarize};
 use super::{Defaulted, PodDefaulting, Policy, PolicyError, PolicyOutcome, ReviewContext};
 use crate::config::{ImagePullSecretsConfig, MutationSummary, NamespaceSelector};
 use crate::image::{ImagePattern, ImageReference};
+use crate::pod::{Pod, PodSpec};
 
 /// The policy's name, in messages, summaries and metric labels.
 const NAME: &str = "image-pull-secrets";

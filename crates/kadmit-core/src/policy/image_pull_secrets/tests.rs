@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use serde_json::{Value, json};
 
 use super::*;
@@ -11,6 +11,7 @@ use crate::cluster::{
     AccessDecision, AccessRequest, ClusterError, ClusterView, GmsaCredentialSpec, Snapshot,
 };
 use crate::config::Config;
+use crate::pod::Pod;
 use crate::review::{Review, TypedObject};
 
 fn policy(yaml: &str) -> ImagePullSecrets {
@@ -114,7 +115,7 @@ impl ClusterView for Failing {
             resource: "namespaces",
         })
     }
-    fn pods(&self, _: &str) -> Result<Vec<Arc<Pod>>, ClusterError> {
+    fn pods(&self, _: &str) -> Result<Vec<Arc<k8s_openapi::api::core::v1::Pod>>, ClusterError> {
         Ok(Vec::new())
     }
     fn gmsa_credential_spec(

@@ -13,13 +13,11 @@ mod namespace_pods;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use self::checks::{Violation, effective_minor, evaluate, forbidden_detail};
 use self::labels::{LevelVersion, NamespacePolicy, aggregate, policy_from_labels};
 use super::{Policy, PolicyError, PolicyEvent, PolicyOutcome, ReviewContext};
 use crate::config::{Level, PodSecurityConfig, PolicyVersion, WorkloadMode};
+use crate::pod::{Container, ObjectMeta, Pod, PodSpec};
 use crate::review::{Operation, Status, StatusDetails, TypedObject, Workload, WorkloadKind};
 
 /// Audit annotation: the enforce policy a pod was checked against.
@@ -141,7 +139,11 @@ impl PodSecurity {
     }
 
     fn exempt_runtime_class(&self, spec: &PodSpec) -> bool {
-        spec.runtime_class_name.as_deref().is_some_and(|rc| {
+        self.exempt_runtime_class_name(spec.runtime_class_name.as_deref())
+    }
+
+    fn exempt_runtime_class_name(&self, runtime_class: Option<&str>) -> bool {
+        runtime_class.is_some_and(|rc| {
             self.config
                 .exemptions
                 .runtime_classes
@@ -441,8 +443,8 @@ impl PodSecurity {
                     return outcome;
                 }
                 outcome.warnings =
-                    namespace_pods::check_existing_pods(ctx, name, &new_policy.enforce, |spec| {
-                        self.exempt_runtime_class(spec)
+                    namespace_pods::check_existing_pods(ctx, name, &new_policy.enforce, |class| {
+                        self.exempt_runtime_class_name(class)
                     });
                 outcome
             }

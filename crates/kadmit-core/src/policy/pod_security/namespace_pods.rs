@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::Pod as ClusterPod;
+
+use crate::pod::{Pod, PodSpec};
 
 use super::checks::{evaluate, forbidden_reason};
 use super::labels::LevelVersion;
@@ -24,7 +26,7 @@ pub(super) fn check_existing_pods(
     ctx: &ReviewContext<'_>,
     namespace: &str,
     enforce: &LevelVersion,
-    exempt_runtime_class: impl Fn(&PodSpec) -> bool,
+    exempt_runtime_class: impl Fn(Option<&str>) -> bool,
 ) -> Vec<String> {
     let budget = match ctx.deadline {
         Some(deadline) => MAX_TIME.min(deadline.saturating_duration_since(Instant::now()) / 2),
@@ -49,6 +51,9 @@ pub(super) fn check_existing_pods(
     let mut groups: BTreeMap<String, (String, usize)> = BTreeMap::new();
     let empty = PodSpec::default();
     for (i, pod) in pods.iter().enumerate() {
+        // The cluster view holds pods as the watch delivers them; this path is bounded (see
+        // MAX_PODS and MAX_TIME) and off the hot path, so each is converted as it is checked.
+        let pod = Pod::from(&**pod);
         let spec = pod.spec.as_ref().unwrap_or(&empty);
         let violations = evaluate(enforce.level, enforce.version, &pod.metadata, spec);
         if !violations.is_empty() {
@@ -103,14 +108,18 @@ pub(super) fn check_existing_pods(
 /// Pods of exempt runtime classes are dropped; of the rest, the first pod of each controller
 /// comes first, then the pods without a controller in their order, then the other replicas.
 fn prioritize(
-    pods: Vec<Arc<Pod>>,
-    exempt_runtime_class: &impl Fn(&PodSpec) -> bool,
-) -> Vec<Arc<Pod>> {
+    pods: Vec<Arc<ClusterPod>>,
+    exempt_runtime_class: &impl Fn(Option<&str>) -> bool,
+) -> Vec<Arc<ClusterPod>> {
     let mut seen_controllers = HashSet::new();
     let mut first = Vec::with_capacity(pods.len());
     let mut replicas = Vec::new();
     for pod in pods {
-        if pod.spec.as_ref().is_some_and(exempt_runtime_class) {
+        if exempt_runtime_class(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.runtime_class_name.as_deref()),
+        ) {
             continue;
         }
         let controller = pod

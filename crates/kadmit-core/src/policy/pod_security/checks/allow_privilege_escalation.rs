@@ -15,11 +15,9 @@
 //! `true` or unset (where it must be set), such as
 //! `spec.containers[0].securityContext.allowPrivilegeEscalation`.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, containers, containers_phrase};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "allowPrivilegeEscalation",
@@ -79,7 +77,8 @@ fn must_be_false(spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, EphemeralContainer, PodOS, SecurityContext};
+    use crate::pod::{Container, EphemeralContainer};
+    use k8s_openapi::api::core::v1::{PodOS, SecurityContext};
 
     fn container(name: &str, value: Option<bool>) -> Container {
         Container {

@@ -22,9 +22,9 @@
 //! container's `securityContext.appArmorProfile.type` (visit order), then each bad annotation as
 //! `metadata.annotations[<key>]` (key order).
 
-use k8s_openapi::api::core::v1::{AppArmorProfile, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::AppArmorProfile;
 
+use crate::pod::{ObjectMeta, PodSpec};
 use crate::policy::pod_security::go_quote::go_quote;
 
 use super::{
@@ -125,7 +125,8 @@ fn app_armor_profile_v1_0(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
     use std::collections::BTreeMap;
 
     fn profile(type_: &str) -> Option<AppArmorProfile> {

@@ -20,13 +20,11 @@
 //! `securityContext.capabilities.drop` of a container that does not drop `ALL` (where `ALL` must
 //! be added, even when the security context is missing), before that container's `add` entries.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{
     Check, Forbidden, Variant, containers, containers_phrase, joined_quoted, sorted_unique,
 };
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const BASELINE: Check = Check {
     id: "capabilities_baseline",
@@ -175,9 +173,8 @@ fn restricted_v1_25(meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{
-        Capabilities, Container, EphemeralContainer, PodOS, SecurityContext,
-    };
+    use crate::pod::{Container, EphemeralContainer};
+    use k8s_openapi::api::core::v1::{Capabilities, PodOS, SecurityContext};
 
     fn strings(items: &[&str]) -> Option<Vec<String>> {
         Some(items.iter().map(|s| (*s).to_owned()).collect())

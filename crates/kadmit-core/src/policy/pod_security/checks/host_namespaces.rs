@@ -4,11 +4,9 @@
 //! Fields: each of `spec.hostNetwork`, `spec.hostPID` and `spec.hostIPC` that is true, in that
 //! order.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "hostNamespaces",

@@ -6,11 +6,9 @@
 //! Reason `hostPath volumes`, detail `volume(s) "…"` with the names in spec order (not sorted,
 //! not de-duplicated). Fields: `spec.volumes[<index>].hostPath` of each such volume.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, joined_quoted, pluralize};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "hostPathVolumes",

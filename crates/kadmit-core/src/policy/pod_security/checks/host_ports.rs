@@ -9,11 +9,9 @@
 //! Fields: every offending `ports[<index>].hostPort`, containers in visit order, such as
 //! `spec.initContainers[1].ports[0].hostPort`.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, containers, containers_phrase, pluralize, sorted_unique};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "hostPorts",
@@ -65,7 +63,8 @@ fn host_ports_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, ContainerPort};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::ContainerPort;
 
     fn container(name: &str, host_ports: &[Option<i32>]) -> Container {
         Container {

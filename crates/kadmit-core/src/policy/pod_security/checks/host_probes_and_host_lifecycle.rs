@@ -19,16 +19,14 @@
 //! `httpGet` before `tcpSocket`, such as `spec.containers[0].livenessProbe.httpGet.host` or
 //! `spec.containers[1].lifecycle.preStop.tcpSocket.host`.
 
-use k8s_openapi::api::core::v1::{
-    HTTPGetAction, LifecycleHandler, PodSpec, Probe, TCPSocketAction,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction};
 
 use super::{
     Check, Forbidden, Variant, containers, containers_phrase, joined_quoted, pluralize,
     sorted_unique,
 };
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "hostProbesAndHostLifecycle",
@@ -128,7 +126,8 @@ fn host_probes_and_host_lifecycle_v1_34(_meta: &ObjectMeta, spec: &PodSpec) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, GRPCAction, Lifecycle};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{GRPCAction, Lifecycle};
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
     fn http(host: Option<&str>) -> HTTPGetAction {

@@ -23,12 +23,10 @@ mod seccomp_profile;
 mod sysctls;
 mod windows_host_process;
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EphemeralContainer, Lifecycle, PodSpec, Probe, SecurityContext,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::{ContainerPort, Lifecycle, Probe, SecurityContext};
 
 use crate::config::{Level, PolicyVersion};
+use crate::pod::{Container, ObjectMeta, PodSpec};
 
 /// The newest policy revision kadmit knows: `latest` and newer versions evaluate as this minor.
 pub const MAX_MINOR: u32 = 37;
@@ -226,8 +224,8 @@ pub fn forbidden_reason(violations: &[Violation]) -> String {
         .join(", ")
 }
 
-/// The fields of a container the checks read, for regular, init and ephemeral containers alike
-/// (k8s-openapi gives ephemeral containers their own type).
+/// The fields of a container the checks read, with where it is in the pod (for messages and
+/// field paths).
 #[derive(Debug, Clone, Copy)]
 pub struct ContainerView<'a> {
     /// Which list it is in: `initContainers`, `containers` or `ephemeralContainers`.
@@ -275,20 +273,6 @@ impl<'a> ContainerView<'a> {
             lifecycle: c.lifecycle.as_ref(),
         }
     }
-
-    fn from_ephemeral(index: usize, c: &'a EphemeralContainer) -> Self {
-        ContainerView {
-            list: "ephemeralContainers",
-            index,
-            name: &c.name,
-            security_context: c.security_context.as_ref(),
-            ports: c.ports.as_deref(),
-            liveness_probe: c.liveness_probe.as_ref(),
-            readiness_probe: c.readiness_probe.as_ref(),
-            startup_probe: c.startup_probe.as_ref(),
-            lifecycle: c.lifecycle.as_ref(),
-        }
-    }
 }
 
 /// Every container of the pod in upstream's visit order: init containers, containers,
@@ -310,7 +294,7 @@ pub fn containers(spec: &PodSpec) -> impl Iterator<Item = ContainerView<'_>> {
                 .iter()
                 .flatten()
                 .enumerate()
-                .map(|(i, c)| ContainerView::from_ephemeral(i, c)),
+                .map(|(i, c)| ContainerView::from_container("ephemeralContainers", i, c)),
         )
 }
 
@@ -362,6 +346,7 @@ pub(crate) fn sorted_unique<S: AsRef<str>>(items: impl IntoIterator<Item = S>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pod::EphemeralContainer;
 
     #[test]
     fn order_and_overrides() {

@@ -3,11 +3,9 @@
 //! Fields: each offending container's `securityContext.privileged`, such as
 //! `spec.containers[0].securityContext.privileged`.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, containers, containers_phrase};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "privileged",
@@ -46,7 +44,8 @@ fn privileged_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::SecurityContext;
 
     fn container(name: &str, privileged: Option<bool>) -> Container {
         Container {

@@ -17,13 +17,11 @@
 //! Fields: each offending container's `securityContext.procMount`, such as
 //! `spec.containers[0].securityContext.procMount`.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{
     Check, Forbidden, Variant, containers, containers_phrase, joined_quoted, sorted_unique,
 };
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 /// The only explicit value allowed.
 const DEFAULT_PROC_MOUNT: &str = "Default";
@@ -102,7 +100,8 @@ fn strict(spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::SecurityContext;
 
     fn container(name: &str, proc_mount: Option<&str>) -> Container {
         Container {

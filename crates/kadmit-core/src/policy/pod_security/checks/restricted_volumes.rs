@@ -19,11 +19,11 @@
 //! `spec.volumes[2].hostPath` (the type names are the sources' field names); for an `unknown`
 //! type, the volume itself, such as `spec.volumes[3]`.
 
-use k8s_openapi::api::core::v1::{PodSpec, Volume};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::Volume;
 
 use super::{Check, Forbidden, Variant, joined_quoted, pluralize, sorted_unique};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "restrictedVolumes",

@@ -23,11 +23,9 @@
 //!   root in the container is an unprivileged user on the host (KEP-127). The relaxation is
 //!   unconditional from v1.35 and never applies to older versions.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, containers, containers_phrase, setters_phrase};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "runAsNonRoot",
@@ -119,7 +117,8 @@ fn must_run_as_non_root(spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodOS, PodSecurityContext, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodOS, PodSecurityContext, SecurityContext};
 
     fn container(name: &str, value: Option<bool>) -> Container {
         Container {

@@ -10,11 +10,9 @@
 //!   container is an unprivileged user on the host (KEP-127). The relaxation is unconditional from
 //!   v1.35 and never applies to older versions.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant, containers, setters_phrase};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "runAsUser",
@@ -71,7 +69,8 @@ fn not_root_uid(spec: &PodSpec) -> Option<Forbidden> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 
     fn container(name: &str, uid: Option<i64>) -> Container {
         Container {

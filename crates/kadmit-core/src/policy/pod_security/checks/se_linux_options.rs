@@ -18,13 +18,13 @@
 //! container's `seLinuxOptions`, such as `spec.securityContext.seLinuxOptions.user` or
 //! `spec.containers[0].securityContext.seLinuxOptions.type`.
 
-use k8s_openapi::api::core::v1::{PodSpec, SELinuxOptions};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::SELinuxOptions;
 
 use super::{
     Check, Forbidden, Variant, containers, joined_quoted, pluralize, setters_phrase, sorted_unique,
 };
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "seLinuxOptions",
@@ -153,7 +153,8 @@ fn check_se_linux_options(spec: &PodSpec, allowed_types: &[&str]) -> Option<Forb
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 
     fn opts(type_: &str, user: &str, role: &str) -> Option<SELinuxOptions> {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());

@@ -33,9 +33,7 @@
 //!   `spec.securityContext.seccompProfile.type` at pod level instead also satisfies those
 //!   containers.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
+use crate::pod::{ObjectMeta, PodSpec};
 use crate::policy::pod_security::go_quote::go_quote;
 
 use super::{
@@ -250,9 +248,8 @@ impl<'a> Fields<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{
-        Container, PodOS, PodSecurityContext, SeccompProfile, SecurityContext,
-    };
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodOS, PodSecurityContext, SeccompProfile, SecurityContext};
     use std::collections::BTreeMap;
 
     fn profile(t: &str) -> Option<SeccompProfile> {

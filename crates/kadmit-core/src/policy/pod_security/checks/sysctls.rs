@@ -18,11 +18,9 @@
 //! nor de-duplicated, joined with `, `.
 //! Fields: `spec.securityContext.sysctls[<index>].name` of each forbidden entry.
 
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use super::{Check, Forbidden, Variant};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "sysctls",

@@ -11,11 +11,11 @@
 //! Fields: `spec.securityContext.windowsOptions.hostProcess` and each offending container's
 //! `securityContext.windowsOptions.hostProcess`.
 
-use k8s_openapi::api::core::v1::{PodSpec, WindowsSecurityContextOptions};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::api::core::v1::WindowsSecurityContextOptions;
 
 use super::{Check, Forbidden, Variant, containers, setters_phrase};
 use crate::config::Level;
+use crate::pod::{ObjectMeta, PodSpec};
 
 pub(super) const CHECK: Check = Check {
     id: "windowsHostProcess",
@@ -70,7 +70,8 @@ fn windows_host_process_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, PodSecurityContext, SecurityContext};
+    use crate::pod::Container;
+    use k8s_openapi::api::core::v1::{PodSecurityContext, SecurityContext};
 
     fn windows(host_process: Option<bool>) -> Option<WindowsSecurityContextOptions> {
         Some(WindowsSecurityContextOptions {

@@ -1,0 +1,525 @@
+//! The parts of a Pod that kadmit's policies read and change.
+//!
+//! `k8s_openapi`'s `Pod` models every member of the API. Decoding a review into it was most of
+//! what a request cost: a `Container` is over a kilobyte of mostly empty options, moved several
+//! times on its way into its list, and every string it holds is allocated. These types keep the
+//! members policies use, under the same names and with the same types as `k8s_openapi`'s, so
+//! policy code reads the same either way; what they hold below that (security contexts,
+//! resources, probes, volumes) are `k8s_openapi`'s own types, whole, because defaulting replaces
+//! some of them whole and the patch must not drop what the client sent. Members not listed are
+//! passed over while decoding, exactly as if the client had not sent them, and a patch never
+//! touches them (see `policy::mutation`).
+//!
+//! Pods from the cluster view (`k8s_openapi` types, as the watch delivers them) convert with
+//! `From`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1 as api;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::ser::{SerializeStruct, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use api::{
+    ContainerPort, Lifecycle, LocalObjectReference, PodOS, PodSecurityContext, Probe,
+    ResourceRequirements, SecurityContext, Volume,
+};
+
+/// A pod: its metadata and spec (the status is not read).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pod {
+    /// The pod's metadata.
+    pub metadata: ObjectMeta,
+    /// The pod's spec, if sent.
+    pub spec: Option<PodSpec>,
+}
+
+/// The metadata policies read: the name, namespace, labels and annotations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    /// `metadata.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `metadata.namespace`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `metadata.labels`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+    /// `metadata.annotations`: defaulting records what it did here, and older Pod Security
+    /// versions read AppArmor and seccomp settings from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The spec members policies read or change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// `spec.containers`.
+    #[serde(default, deserialize_with = "required_list")]
+    pub containers: Vec<Container>,
+    /// `spec.ephemeralContainers` (the same members as a container, as far as policies go).
+    #[serde(
+        default,
+        deserialize_with = "list",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ephemeral_containers: Option<Vec<EphemeralContainer>>,
+    /// `spec.hostIPC`.
+    #[serde(default, rename = "hostIPC", skip_serializing_if = "Option::is_none")]
+    pub host_ipc: Option<bool>,
+    /// `spec.hostNetwork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_network: Option<bool>,
+    /// `spec.hostPID`.
+    #[serde(default, rename = "hostPID", skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<bool>,
+    /// `spec.hostUsers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_users: Option<bool>,
+    /// `spec.hostname`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `spec.imagePullSecrets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_secrets: Option<Vec<LocalObjectReference>>,
+    /// `spec.initContainers`.
+    #[serde(
+        default,
+        deserialize_with = "list",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub init_containers: Option<Vec<Container>>,
+    /// `spec.os`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<PodOS>,
+    /// `spec.runtimeClassName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// `spec.securityContext`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// `spec.serviceAccountName`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// `spec.volumes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<Volume>>,
+}
+
+/// The members of a container (of any of the three lists) policies read or change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `lifecycle`: Pod Security reads the hosts of its handlers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// `livenessProbe`: Pod Security reads the host of its handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+    /// `name`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// `ports`: Pod Security reads the host ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ports: Option<Vec<ContainerPort>>,
+    /// `readinessProbe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+    /// `resources`: what default-resources fills in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// `securityContext`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// `startupProbe`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
+}
+
+/// An ephemeral container: to policies, the same members as a container.
+pub type EphemeralContainer = Container;
+
+/// A pod template (of a workload): metadata and spec, as a pod.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PodTemplateSpec {
+    /// The template's metadata.
+    pub metadata: Option<ObjectMeta>,
+    /// The template's pod spec.
+    pub spec: Option<PodSpec>,
+}
+
+/// `null` as the type's default, as `k8s_openapi` decodes required members (and a missing one).
+fn null_as_default<'de, D, T>(de: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(de)?.unwrap_or_default())
+}
+
+/// A struct decoded from a JSON object only.
+///
+/// Derived decoding also accepts a struct written as an array, members by position; the API
+/// server and `k8s_openapi` accept only objects, so a container sent as an array must be refused
+/// here too, not read position by position.
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<MapOnly<T>, D::Error> {
+        struct MapVisitor<T>(std::marker::PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for MapVisitor<T> {
+            type Value = MapOnly<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapOnly<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+
+        de.deserialize_map(MapVisitor(std::marker::PhantomData))
+    }
+}
+
+/// An optional list of objects (see [`MapOnly`]).
+fn list<'de, D, T>(de: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let list: Option<Vec<MapOnly<T>>> = Deserialize::deserialize(de)?;
+    Ok(list.map(|list| list.into_iter().map(|item| item.0).collect()))
+}
+
+/// A required list of objects: missing or `null` is empty (see [`null_as_default`]).
+fn required_list<'de, D, T>(de: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(list(de)?.unwrap_or_default())
+}
+
+impl Pod {
+    const API_VERSION: &'static str = "v1";
+    const KIND: &'static str = "Pod";
+}
+
+/// Written as `k8s_openapi` writes a pod: `apiVersion` and `kind` first, no `status`.
+impl Serialize for Pod {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut state = serializer.serialize_struct("Pod", 3 + usize::from(self.spec.is_some()))?;
+        state.serialize_field("apiVersion", Pod::API_VERSION)?;
+        state.serialize_field("kind", Pod::KIND)?;
+        state.serialize_field("metadata", &self.metadata)?;
+        if let Some(spec) = &self.spec {
+            state.serialize_field("spec", spec)?;
+        }
+        state.end()
+    }
+}
+
+/// Read as `k8s_openapi` reads a pod: `apiVersion` and `kind`, when present, must be `v1` and
+/// `Pod`; a missing or `null` `metadata` is empty.
+impl<'de> Deserialize<'de> for Pod {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Pod, D::Error> {
+        struct PodVisitor;
+
+        impl<'de> Visitor<'de> for PodVisitor {
+            type Value = Pod;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Pod")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pod, A::Error> {
+                let mut pod = Pod::default();
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "apiVersion" => expect(&mut map, Pod::API_VERSION)?,
+                        "kind" => expect(&mut map, Pod::KIND)?,
+                        "metadata" => {
+                            let metadata: Option<MapOnly<ObjectMeta>> = map.next_value()?;
+                            pod.metadata = metadata.map(|m| m.0).unwrap_or_default();
+                        }
+                        "spec" => {
+                            let spec: Option<MapOnly<PodSpec>> = map.next_value()?;
+                            pod.spec = spec.map(|s| s.0);
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(pod)
+            }
+        }
+
+        fn expect<'de, A: MapAccess<'de>>(
+            map: &mut A,
+            wanted: &'static str,
+        ) -> Result<(), A::Error> {
+            let value: std::borrow::Cow<'de, str> = map.next_value()?;
+            if value == wanted {
+                Ok(())
+            } else {
+                Err(de::Error::invalid_value(
+                    de::Unexpected::Str(&value),
+                    &wanted,
+                ))
+            }
+        }
+
+        de.deserialize_struct(
+            "Pod",
+            &["apiVersion", "kind", "metadata", "spec"],
+            PodVisitor,
+        )
+    }
+}
+
+impl From<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta> for ObjectMeta {
+    fn from(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> ObjectMeta {
+        ObjectMeta {
+            name: meta.name.clone(),
+            namespace: meta.namespace.clone(),
+            labels: meta.labels.clone(),
+            annotations: meta.annotations.clone(),
+        }
+    }
+}
+
+impl From<&api::Container> for Container {
+    fn from(c: &api::Container) -> Container {
+        Container {
+            image: c.image.clone(),
+            lifecycle: c.lifecycle.clone(),
+            liveness_probe: c.liveness_probe.clone(),
+            name: c.name.clone(),
+            ports: c.ports.clone(),
+            readiness_probe: c.readiness_probe.clone(),
+            resources: c.resources.clone(),
+            security_context: c.security_context.clone(),
+            startup_probe: c.startup_probe.clone(),
+        }
+    }
+}
+
+impl From<&api::EphemeralContainer> for Container {
+    fn from(c: &api::EphemeralContainer) -> Container {
+        Container {
+            image: c.image.clone(),
+            lifecycle: c.lifecycle.clone(),
+            liveness_probe: c.liveness_probe.clone(),
+            name: c.name.clone(),
+            ports: c.ports.clone(),
+            readiness_probe: c.readiness_probe.clone(),
+            resources: c.resources.clone(),
+            security_context: c.security_context.clone(),
+            startup_probe: c.startup_probe.clone(),
+        }
+    }
+}
+
+impl From<&api::PodSpec> for PodSpec {
+    fn from(spec: &api::PodSpec) -> PodSpec {
+        PodSpec {
+            containers: spec.containers.iter().map(Container::from).collect(),
+            ephemeral_containers: spec
+                .ephemeral_containers
+                .as_ref()
+                .map(|list| list.iter().map(Container::from).collect()),
+            host_ipc: spec.host_ipc,
+            host_network: spec.host_network,
+            host_pid: spec.host_pid,
+            host_users: spec.host_users,
+            hostname: spec.hostname.clone(),
+            image_pull_secrets: spec.image_pull_secrets.clone(),
+            init_containers: spec
+                .init_containers
+                .as_ref()
+                .map(|list| list.iter().map(Container::from).collect()),
+            os: spec.os.clone(),
+            runtime_class_name: spec.runtime_class_name.clone(),
+            security_context: spec.security_context.clone(),
+            service_account_name: spec.service_account_name.clone(),
+            volumes: spec.volumes.clone(),
+        }
+    }
+}
+
+impl From<&api::Pod> for Pod {
+    fn from(pod: &api::Pod) -> Pod {
+        Pod {
+            metadata: ObjectMeta::from(&pod.metadata),
+            spec: pod.spec.as_ref().map(PodSpec::from),
+        }
+    }
+}
+
+impl From<&api::PodTemplateSpec> for PodTemplateSpec {
+    fn from(template: &api::PodTemplateSpec) -> PodTemplateSpec {
+        PodTemplateSpec {
+            metadata: template.metadata.as_ref().map(ObjectMeta::from),
+            spec: template.spec.as_ref().map(PodSpec::from),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::manifest::read_manifest;
+
+    /// The pod in `value` decoded both ways: into these types, and into `k8s_openapi`'s then
+    /// converted. Equal for every pod means the names and types here are the API's.
+    fn both_ways(value: &Value) -> (Result<Pod, String>, Result<Pod, String>) {
+        let lean = serde_json::from_value::<Pod>(value.clone()).map_err(|e| e.to_string());
+        let whole = serde_json::from_value::<api::Pod>(value.clone())
+            .map(|pod| Pod::from(&pod))
+            .map_err(|e| e.to_string());
+        (lean, whole)
+    }
+
+    #[test]
+    fn every_fixture_and_review_pod_decodes_as_k8s_openapi_decodes_it() {
+        let Some(shared) = crate::test_support::shared("lean pod vs k8s_openapi") else {
+            return;
+        };
+        let mut pods = Vec::new();
+        let psa = shared.join("conformance/psa");
+        let index = std::fs::read_to_string(psa.join("index.tsv")).unwrap();
+        for line in index.lines().skip(1) {
+            let file = line.split('\t').nth(3).unwrap();
+            let text = std::fs::read_to_string(psa.join("testdata").join(file)).unwrap();
+            for object in read_manifest(&text) {
+                let value = object.unwrap().value;
+                if value["kind"] == "Pod" {
+                    pods.push((file.to_owned(), value));
+                }
+            }
+        }
+        let fixtures = pods.len();
+        let reviews = shared.join("conformance/reviews");
+        let index = std::fs::read_to_string(reviews.join("INDEX.tsv")).unwrap();
+        for line in index.lines().skip(1) {
+            let path = line.split('\t').next().unwrap();
+            let Ok(review) =
+                serde_json::from_slice::<Value>(&std::fs::read(reviews.join(path)).unwrap())
+            else {
+                continue;
+            };
+            if review["request"]["kind"]["kind"] != "Pod" {
+                continue;
+            }
+            for field in ["object", "oldObject"] {
+                let object = &review["request"][field];
+                if object.is_object() {
+                    pods.push((format!("{path} {field}"), object.clone()));
+                }
+            }
+        }
+        let mut unread_type_errors = 0;
+        for (source, value) in &mut pods {
+            let (mut lean, mut whole) = both_ways(value);
+            // The one difference allowed: a member the model leaves out, with the wrong type,
+            // which `k8s_openapi` refuses and these types never read (published reviews have
+            // malformed timestamps in metadata and status).
+            if lean.is_ok() && whole.is_err() {
+                println!("{source}: {}, not read", whole.as_ref().unwrap_err());
+                let object = value.as_object_mut().unwrap();
+                object.remove("status");
+                let metadata = object.get_mut("metadata").unwrap().as_object_mut().unwrap();
+                metadata.retain(|k, _| {
+                    ["name", "namespace", "labels", "annotations"].contains(&k.as_str())
+                });
+                (lean, whole) = both_ways(value);
+                unread_type_errors += 1;
+            }
+            assert_eq!(
+                lean.is_ok(),
+                whole.is_ok(),
+                "{source}: {lean:?} / {whole:?}"
+            );
+            if let (Ok(lean), Ok(whole)) = (lean, whole) {
+                assert_eq!(lean, whole, "{source}");
+                // And written out, it reads back the same.
+                let again: Pod =
+                    serde_json::from_value(serde_json::to_value(&lean).unwrap()).unwrap();
+                assert_eq!(again, lean, "{source}");
+            }
+        }
+        println!(
+            "{fixtures} fixture pods and {} review pods decoded both ways",
+            pods.len() - fixtures
+        );
+        assert!(
+            fixtures >= 4537 && pods.len() - fixtures >= 45 && unread_type_errors <= 2,
+            "{fixtures} {} {unread_type_errors}",
+            pods.len()
+        );
+    }
+
+    #[test]
+    fn a_container_or_spec_written_as_an_array_is_refused() {
+        for pod in [
+            json!({"spec": {"containers": [["nginx"]]}}),
+            json!({"spec": {"initContainers": [["nginx"]]}}),
+            json!({"spec": {"ephemeralContainers": [["nginx"]]}}),
+            json!({"spec": [[{"name": "c"}]]}),
+            json!({"metadata": ["p"]}),
+        ] {
+            let (lean, whole) = both_ways(&pod);
+            let err = lean.expect_err(&pod.to_string());
+            assert!(err.contains("invalid type: sequence"), "{pod}: {err}");
+            assert!(whole.is_err(), "{pod}");
+        }
+    }
+
+    #[test]
+    fn api_version_and_kind_are_checked_and_nulls_are_empty() {
+        for pod in [
+            json!({"apiVersion": "v2", "kind": "Pod"}),
+            json!({"kind": "Service"}),
+        ] {
+            let (lean, whole) = both_ways(&pod);
+            assert!(lean.is_err() && whole.is_err(), "{pod}");
+        }
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": null,
+            "spec": {"containers": null, "initContainers": [{"name": null, "image": "i"}]}});
+        let (lean, whole) = both_ways(&pod);
+        let lean = lean.unwrap();
+        assert_eq!(lean, whole.unwrap());
+        assert_eq!(lean.metadata, ObjectMeta::default());
+        let spec = lean.spec.unwrap();
+        assert!(spec.containers.is_empty());
+        assert_eq!(spec.init_containers.unwrap()[0].name, "");
+    }
+
+    #[test]
+    fn written_as_k8s_openapi_writes_the_same_members() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "n", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c", "image": "i",
+                "securityContext": {"runAsUser": 0}, "resources": {"limits": {"cpu": "1"}}}],
+                "hostIPC": true, "hostPID": false, "os": {"name": "linux"}}});
+        let lean: Pod = serde_json::from_value(pod.clone()).unwrap();
+        let whole: api::Pod = serde_json::from_value(pod.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&lean).unwrap(), pod);
+        assert_eq!(serde_json::to_value(&whole).unwrap(), pod);
+    }
+}
