@@ -111,6 +111,9 @@ pub struct PodSpec {
 }
 
 /// The members of a container (of any of the three lists) policies read or change.
+///
+/// Probes and lifecycle handlers are boxed: most containers on `/mutate` have none decoded
+/// (see `review::skip`), and inline they made a container over a kilobyte to move around.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
@@ -119,10 +122,10 @@ pub struct Container {
     pub image: Option<String>,
     /// `lifecycle`: Pod Security reads the hosts of its handlers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle: Option<Lifecycle>,
+    pub lifecycle: Option<Box<Lifecycle>>,
     /// `livenessProbe`: Pod Security reads the host of its handler.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Probe>,
+    pub liveness_probe: Option<Box<Probe>>,
     /// `name`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
@@ -131,7 +134,7 @@ pub struct Container {
     pub ports: Option<Vec<ContainerPort>>,
     /// `readinessProbe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Probe>,
+    pub readiness_probe: Option<Box<Probe>>,
     /// `resources`: what default-resources fills in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
@@ -140,7 +143,7 @@ pub struct Container {
     pub security_context: Option<SecurityContext>,
     /// `startupProbe`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub startup_probe: Option<Probe>,
+    pub startup_probe: Option<Box<Probe>>,
 }
 
 /// An ephemeral container: to policies, the same members as a container.
@@ -191,14 +194,43 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
     }
 }
 
-/// An optional list of objects (see [`MapOnly`]).
+/// An optional list of objects (see [`MapOnly`]), each decoded straight into its place.
 fn list<'de, D, T>(de: D) -> Result<Option<Vec<T>>, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de>,
 {
-    let list: Option<Vec<MapOnly<T>>> = Deserialize::deserialize(de)?;
-    Ok(list.map(|list| list.into_iter().map(|item| item.0).collect()))
+    struct ListVisitor<T>(std::marker::PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ListVisitor<T> {
+        type Value = Option<Vec<T>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence")
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+            de.deserialize_seq(self)
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+            while let Some(MapOnly(item)) = seq.next_element()? {
+                list.push(item);
+            }
+            Ok(Some(list))
+        }
+    }
+
+    de.deserialize_option(ListVisitor(std::marker::PhantomData))
 }
 
 /// A required list of objects: missing or `null` is empty (see [`null_as_default`]).
@@ -303,14 +335,14 @@ impl From<&api::Container> for Container {
     fn from(c: &api::Container) -> Container {
         Container {
             image: c.image.clone(),
-            lifecycle: c.lifecycle.clone(),
-            liveness_probe: c.liveness_probe.clone(),
+            lifecycle: c.lifecycle.clone().map(Box::new),
+            liveness_probe: c.liveness_probe.clone().map(Box::new),
             name: c.name.clone(),
             ports: c.ports.clone(),
-            readiness_probe: c.readiness_probe.clone(),
+            readiness_probe: c.readiness_probe.clone().map(Box::new),
             resources: c.resources.clone(),
             security_context: c.security_context.clone(),
-            startup_probe: c.startup_probe.clone(),
+            startup_probe: c.startup_probe.clone().map(Box::new),
         }
     }
 }
@@ -319,14 +351,14 @@ impl From<&api::EphemeralContainer> for Container {
     fn from(c: &api::EphemeralContainer) -> Container {
         Container {
             image: c.image.clone(),
-            lifecycle: c.lifecycle.clone(),
-            liveness_probe: c.liveness_probe.clone(),
+            lifecycle: c.lifecycle.clone().map(Box::new),
+            liveness_probe: c.liveness_probe.clone().map(Box::new),
             name: c.name.clone(),
             ports: c.ports.clone(),
-            readiness_probe: c.readiness_probe.clone(),
+            readiness_probe: c.readiness_probe.clone().map(Box::new),
             resources: c.resources.clone(),
             security_context: c.security_context.clone(),
-            startup_probe: c.startup_probe.clone(),
+            startup_probe: c.startup_probe.clone().map(Box::new),
         }
     }
 }

@@ -114,6 +114,20 @@ pub fn aggregate(errors: &[LabelError]) -> String {
 const LEVEL_REASON: &str = "must be one of privileged, baseline, restricted";
 const VERSION_REASON: &str = "must be \"latest\" or \"v1.x\"";
 
+/// The label for `mode` (`enforce`, `audit-version`, ...): looked up on every review, so not
+/// formatted each time.
+fn label_key(mode: &str) -> &'static str {
+    match mode {
+        "enforce" => "pod-security.kubernetes.io/enforce",
+        "enforce-version" => "pod-security.kubernetes.io/enforce-version",
+        "audit" => "pod-security.kubernetes.io/audit",
+        "audit-version" => "pod-security.kubernetes.io/audit-version",
+        "warn" => "pod-security.kubernetes.io/warn",
+        "warn-version" => "pod-security.kubernetes.io/warn-version",
+        _ => "",
+    }
+}
+
 /// The policy for a namespace with `labels`, starting from `defaults`, and the errors of any
 /// invalid label.
 pub fn policy_from_labels(
@@ -125,7 +139,7 @@ pub fn policy_from_labels(
     let Some(labels) = labels.filter(|l| !l.is_empty()) else {
         return (policy, errors);
     };
-    let get = |mode: &str| labels.get(&format!("{LABEL_PREFIX}{mode}"));
+    let get = |mode: &str| labels.get(label_key(mode));
     // Some(None) for a label with an invalid level; None when the label is absent.
     let level = |mode: &str, errors: &mut Vec<LabelError>| -> Option<Option<Level>> {
         let value = get(mode)?;

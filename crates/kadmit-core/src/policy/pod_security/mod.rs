@@ -12,6 +12,9 @@ pub mod labels;
 mod namespace_pods;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Namespace;
 
 use self::checks::{Violation, effective_minor, evaluate, forbidden_detail};
 use self::labels::{LevelVersion, NamespacePolicy, aggregate, policy_from_labels};
@@ -278,7 +281,7 @@ impl PodSecurity {
                 return outcome;
             }
         };
-        let (policy, errors) = self.namespace_policy(namespace.as_ref());
+        let (policy, errors) = self.namespace_policy(namespace.metadata.labels.as_ref());
         if errors.is_empty() && policy.fully_privileged() {
             let mut outcome = PolicyOutcome::default();
             outcome.audit_annotations.insert(
@@ -354,7 +357,7 @@ impl PodSecurity {
                 return outcome;
             }
         };
-        let (policy, errors) = self.namespace_policy(namespace.as_ref());
+        let (policy, errors) = self.namespace_policy(namespace.metadata.labels.as_ref());
         let nothing_to_do = policy.warn.level == Level::Privileged
             && policy.audit.level == Level::Privileged
             && (!enforce || policy.enforce.level == Level::Privileged);
@@ -568,11 +571,11 @@ impl Cache {
     }
 }
 
-/// The namespace's labels, or why it could not be looked up.
-fn lookup_namespace(ctx: &ReviewContext<'_>) -> Result<Option<BTreeMap<String, String>>, String> {
+/// The namespace, or why it could not be looked up.
+fn lookup_namespace(ctx: &ReviewContext<'_>) -> Result<Arc<Namespace>, String> {
     let name = ctx.request.namespace();
     match ctx.cluster.namespace(name) {
-        Ok(Some(namespace)) => Ok(namespace.metadata.labels.clone()),
+        Ok(Some(namespace)) => Ok(namespace),
         Ok(None) => Err(format!("namespaces \"{name}\" not found")),
         Err(err) => Err(err.to_string()),
     }

@@ -145,18 +145,18 @@ mod tests {
         }
     }
 
-    fn http_probe(host: &str) -> Option<Probe> {
-        Some(Probe {
+    fn http_probe(host: &str) -> Option<Box<Probe>> {
+        Some(Box::new(Probe {
             http_get: Some(http(Some(host))),
             ..Default::default()
-        })
+        }))
     }
 
-    fn tcp_probe(host: &str) -> Option<Probe> {
-        Some(Probe {
+    fn tcp_probe(host: &str) -> Option<Box<Probe>> {
+        Some(Box::new(Probe {
             tcp_socket: Some(tcp(Some(host))),
             ..Default::default()
-        })
+        }))
     }
 
     fn named(name: &str) -> Container {
@@ -174,29 +174,29 @@ mod tests {
     fn unset_hosts_allowed() {
         let spec = PodSpec {
             containers: vec![Container {
-                liveness_probe: Some(Probe {
+                liveness_probe: Some(Box::new(Probe {
                     http_get: Some(http(None)),
                     ..Default::default()
-                }),
-                readiness_probe: Some(Probe {
+                })),
+                readiness_probe: Some(Box::new(Probe {
                     tcp_socket: Some(tcp(Some(""))),
                     ..Default::default()
-                }),
-                startup_probe: Some(Probe {
+                })),
+                startup_probe: Some(Box::new(Probe {
                     grpc: Some(GRPCAction {
                         port: 80,
                         service: Some("localhost".into()),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
-                lifecycle: Some(Lifecycle {
+                })),
+                lifecycle: Some(Box::new(Lifecycle {
                     post_start: Some(LifecycleHandler {
                         http_get: Some(http(None)),
                         ..Default::default()
                     }),
                     ..Default::default()
-                }),
+                })),
                 ..named("a")
             }],
             ..Default::default()
@@ -241,13 +241,13 @@ mod tests {
                     ..named("invalid1")
                 },
                 Container {
-                    lifecycle: Some(Lifecycle {
+                    lifecycle: Some(Box::new(Lifecycle {
                         pre_stop: Some(LifecycleHandler {
                             tcp_socket: Some(tcp(Some("b.com"))),
                             ..Default::default()
                         }),
                         ..Default::default()
-                    }),
+                    })),
                     startup_probe: http_probe("a.com"),
                     ..named("invalid2")
                 },
@@ -283,7 +283,7 @@ mod tests {
                     ..named("b")
                 },
                 Container {
-                    lifecycle: Some(Lifecycle {
+                    lifecycle: Some(Box::new(Lifecycle {
                         post_start: Some(LifecycleHandler {
                             tcp_socket: Some(tcp(Some("p"))),
                             http_get: Some(http(Some("p"))),
@@ -294,7 +294,7 @@ mod tests {
                             ..Default::default()
                         }),
                         ..Default::default()
-                    }),
+                    })),
                     ..named("a")
                 },
             ],

@@ -267,10 +267,10 @@ impl<'a> ContainerView<'a> {
             name: &c.name,
             security_context: c.security_context.as_ref(),
             ports: c.ports.as_deref(),
-            liveness_probe: c.liveness_probe.as_ref(),
-            readiness_probe: c.readiness_probe.as_ref(),
-            startup_probe: c.startup_probe.as_ref(),
-            lifecycle: c.lifecycle.as_ref(),
+            liveness_probe: c.liveness_probe.as_deref(),
+            readiness_probe: c.readiness_probe.as_deref(),
+            startup_probe: c.startup_probe.as_deref(),
+            lifecycle: c.lifecycle.as_deref(),
         }
     }
 }
