@@ -6,6 +6,10 @@
 //! (resources and pull secrets patch it; security defaults find nothing to do) and with its
 //! containers' `securityContext` removed, so that every defaulting policy contributes.
 //!
+//! Each defaulting policy is also measured alone (Pod Security and GMSA off), on a review decoded
+//! once outside the loop: the policy's own work and its share of the patch (working copy, diff),
+//! without decoding or the answer's JSON.
+//!
 //!     cargo bench -p kadmit-core --bench mutate
 //!
 //! Reads `../shared` (or `$KADMIT_SHARED_DIR`); without it the benchmark is skipped.
@@ -99,6 +103,43 @@ fn benches(c: &mut Criterion) {
             })
         });
     }
+
+    let review = Review::from_slice_for(&bare, Endpoint::Mutate).unwrap();
+    for (policy, section) in [
+        ("default-resources", "defaultResources"),
+        ("image-pull-secrets", "imagePullSecrets"),
+        ("security-defaults", "securityDefaults"),
+    ] {
+        let pipeline = Pipeline::from_config(&Config::from_yaml(&alone(section)).unwrap());
+        assert_eq!(pipeline.policy_names(), [policy]);
+        let decision = pipeline.evaluate(Endpoint::Mutate, &review, &cluster);
+        assert!(
+            !decision.response.patch.is_empty(),
+            "{policy}: {:?}",
+            decision.response
+        );
+        c.bench_function(
+            &format!("{policy} alone: bench review without securityContexts, decoded once"),
+            |b| b.iter(|| pipeline.evaluate(Endpoint::Mutate, &review, &cluster)),
+        );
+    }
+}
+
+/// [`CONFIG`] with only its `section` on (the policies on by default turned off: Pod Security,
+/// GMSA, and LimitRange defaults).
+fn alone(section: &str) -> String {
+    let mut config: serde_json::Value = serde_yaml_ng::from_str(CONFIG).unwrap();
+    let config = config.as_object_mut().unwrap();
+    config.retain(|key, _| key == section || key == "mutationSummary");
+    config.insert("podSecurity".into(), serde_json::json!({"enabled": false}));
+    config.insert("gmsa".into(), serde_json::json!({"enabled": false}));
+    if section != "defaultResources" {
+        config.insert(
+            "defaultResources".into(),
+            serde_json::json!({"limitRanges": false}),
+        );
+    }
+    serde_json::to_string(config).unwrap()
 }
 
 criterion_group!(group, benches);
