@@ -3,12 +3,18 @@
 //! `k8s_openapi`'s `Pod` models every member of the API. Decoding a review into it was most of
 //! what a request cost: a `Container` is over a kilobyte of mostly empty options, moved several
 //! times on its way into its list, and every string it holds is allocated. These types keep the
-//! members policies use, under the same names and with the same types as `k8s_openapi`'s, so
-//! policy code reads the same either way; what they hold below that (security contexts,
+//! members policies use, under the same names and with the same types as `k8s_openapi`'s (save
+//! probes and `lifecycle`, boxed: large and rarely present), so policy code reads much the same
+//! either way; what they hold below that (security contexts,
 //! resources, probes, volumes) are `k8s_openapi`'s own types, whole, because defaulting replaces
 //! some of them whole and the patch must not drop what the client sent. Members not listed are
 //! passed over while decoding, exactly as if the client had not sent them, and a patch never
 //! touches them (see `policy::mutation`).
+//!
+//! One difference from `k8s_openapi` is deliberate: a member sent twice in one object (two
+//! `containers`, two `image`s in a container) is refused, where `k8s_openapi` keeps the last.
+//! The API server never sends one; a hand-made review that does gets a 400 naming the member,
+//! rather than a decision on whichever copy a decoder happened to keep.
 //!
 //! Pods from the cluster view (`k8s_openapi` types, as the watch delivers them) convert with
 //! `From`.
@@ -276,19 +282,19 @@ impl<'de> Deserialize<'de> for Pod {
 
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Pod, A::Error> {
                 let mut pod = Pod::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match &*key {
-                        "apiVersion" => expect(&mut map, Pod::API_VERSION)?,
-                        "kind" => expect(&mut map, Pod::KIND)?,
-                        "metadata" => {
+                while let Some(key) = map.next_key::<PodKey>()? {
+                    match key {
+                        PodKey::ApiVersion => map.next_value_seed(Exactly(Pod::API_VERSION))?,
+                        PodKey::Kind => map.next_value_seed(Exactly(Pod::KIND))?,
+                        PodKey::Metadata => {
                             let metadata: Option<MapOnly<ObjectMeta>> = map.next_value()?;
                             pod.metadata = metadata.map(|m| m.0).unwrap_or_default();
                         }
-                        "spec" => {
+                        PodKey::Spec => {
                             let spec: Option<MapOnly<PodSpec>> = map.next_value()?;
                             pod.spec = spec.map(|s| s.0);
                         }
-                        _ => {
+                        PodKey::Other => {
                             map.next_value::<IgnoredAny>()?;
                         }
                     }
@@ -297,18 +303,43 @@ impl<'de> Deserialize<'de> for Pod {
             }
         }
 
-        fn expect<'de, A: MapAccess<'de>>(
-            map: &mut A,
-            wanted: &'static str,
-        ) -> Result<(), A::Error> {
-            let value: std::borrow::Cow<'de, str> = map.next_value()?;
-            if value == wanted {
-                Ok(())
-            } else {
-                Err(de::Error::invalid_value(
-                    de::Unexpected::Str(&value),
-                    &wanted,
-                ))
+        /// Top-level keys, matched without allocating (a `String` or `Cow` key would be
+        /// allocated for every member of every review).
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum PodKey {
+            ApiVersion,
+            Kind,
+            Metadata,
+            Spec,
+            #[serde(other)]
+            Other,
+        }
+
+        /// A string value that must be exactly this one, compared where it lies in the input.
+        struct Exactly(&'static str);
+
+        impl<'de> de::DeserializeSeed<'de> for Exactly {
+            type Value = ();
+
+            fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+                de.deserialize_str(self)
+            }
+        }
+
+        impl Visitor<'_> for Exactly {
+            type Value = ();
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.0)
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+                if value == self.0 {
+                    Ok(())
+                } else {
+                    Err(E::invalid_value(de::Unexpected::Str(value), &self))
+                }
             }
         }
 
@@ -523,13 +554,36 @@ mod tests {
     }
 
     #[test]
+    fn a_member_sent_twice_is_refused() {
+        for text in [
+            r#"{"spec": {"containers": [{"name": "a"}], "containers": [{"name": "b"}]}}"#,
+            r#"{"spec": {"containers": [{"name": "a", "image": "x", "image": "y"}]}}"#,
+            r#"{"metadata": {"labels": {}, "labels": {"a": "b"}}}"#,
+        ] {
+            let err = serde_json::from_str::<Pod>(text).unwrap_err().to_string();
+            assert!(err.starts_with("duplicate field"), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn api_version_and_kind_are_checked_and_nulls_are_empty() {
-        for pod in [
-            json!({"apiVersion": "v2", "kind": "Pod"}),
-            json!({"kind": "Service"}),
+        for (pod, error) in [
+            (
+                json!({"apiVersion": "v2", "kind": "Pod"}),
+                "invalid value: string \"v2\", expected v1",
+            ),
+            (
+                json!({"kind": "Service"}),
+                "invalid value: string \"Service\", expected Pod",
+            ),
+            (
+                json!({"kind": 5}),
+                "invalid type: integer `5`, expected Pod",
+            ),
         ] {
             let (lean, whole) = both_ways(&pod);
-            assert!(lean.is_err() && whole.is_err(), "{pod}");
+            assert_eq!(lean.unwrap_err(), error, "{pod}");
+            assert!(whole.is_err(), "{pod}");
         }
         let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": null,
             "spec": {"containers": null, "initContainers": [{"name": null, "image": "i"}]}});

@@ -332,7 +332,7 @@ fn list<T: ContainerParts>(
     }
 }
 
-/// What [`list`] compares one by one inside a container, for both container types.
+/// What [`list`] compares one by one inside a container.
 trait ContainerParts: serde::Serialize + PartialEq {
     fn resources(&self) -> Option<&ResourceRequirements>;
     fn security_context(&self) -> Option<&SecurityContext>;

@@ -215,7 +215,9 @@ impl Workload {
 /// `object` or `oldObject` does not decode as the kind the request says it is.
 ///
 /// The API server never sends this; a client that does gets a denial with code 400 whose
-/// message names the field inside the object, rather than a policy silently skipping it.
+/// message names the field inside the object, rather than a policy silently skipping it. Only
+/// members kadmit reads are checked: a pod's members outside `crate::pod`'s model are passed
+/// over unread, whatever they hold, as if they had not been sent.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{field} does not decode as a {kind}: {path}{message}")]
 pub struct ObjectError {

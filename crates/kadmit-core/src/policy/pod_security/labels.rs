@@ -114,19 +114,13 @@ pub fn aggregate(errors: &[LabelError]) -> String {
 const LEVEL_REASON: &str = "must be one of privileged, baseline, restricted";
 const VERSION_REASON: &str = "must be \"latest\" or \"v1.x\"";
 
-/// The label for `mode` (`enforce`, `audit-version`, ...): looked up on every review, so not
-/// formatted each time.
-fn label_key(mode: &str) -> &'static str {
-    match mode {
-        "enforce" => "pod-security.kubernetes.io/enforce",
-        "enforce-version" => "pod-security.kubernetes.io/enforce-version",
-        "audit" => "pod-security.kubernetes.io/audit",
-        "audit-version" => "pod-security.kubernetes.io/audit-version",
-        "warn" => "pod-security.kubernetes.io/warn",
-        "warn-version" => "pod-security.kubernetes.io/warn-version",
-        _ => "",
-    }
-}
+// The labels, written out whole: they are looked up on every review, so not formatted each time.
+const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+const ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
+const AUDIT: &str = "pod-security.kubernetes.io/audit";
+const AUDIT_VERSION: &str = "pod-security.kubernetes.io/audit-version";
+const WARN: &str = "pod-security.kubernetes.io/warn";
+const WARN_VERSION: &str = "pod-security.kubernetes.io/warn-version";
 
 /// The policy for a namespace with `labels`, starting from `defaults`, and the errors of any
 /// invalid label.
@@ -139,25 +133,24 @@ pub fn policy_from_labels(
     let Some(labels) = labels.filter(|l| !l.is_empty()) else {
         return (policy, errors);
     };
-    let get = |mode: &str| labels.get(label_key(mode));
     // Some(None) for a label with an invalid level; None when the label is absent.
-    let level = |mode: &str, errors: &mut Vec<LabelError>| -> Option<Option<Level>> {
-        let value = get(mode)?;
+    let level = |label: &str, errors: &mut Vec<LabelError>| -> Option<Option<Level>> {
+        let value = labels.get(label)?;
         let parsed = parse_level(value);
         if parsed.is_none() {
             errors.push(LabelError {
-                label: format!("{LABEL_PREFIX}{mode}"),
+                label: label.to_owned(),
                 value: value.clone(),
                 reason: LEVEL_REASON,
             });
         }
         Some(parsed)
     };
-    let version = |mode: &str, errors: &mut Vec<LabelError>| -> Option<PolicyVersion> {
-        let value = get(mode)?;
+    let version = |label: &str, errors: &mut Vec<LabelError>| -> Option<PolicyVersion> {
+        let value = labels.get(label)?;
         Some(PolicyVersion::parse(value).unwrap_or_else(|| {
             errors.push(LabelError {
-                label: format!("{LABEL_PREFIX}{mode}"),
+                label: label.to_owned(),
                 value: value.clone(),
                 reason: VERSION_REASON,
             });
@@ -165,27 +158,27 @@ pub fn policy_from_labels(
         }))
     };
     // enforce: an invalid level fails closed.
-    let enforce_level = level("enforce", &mut errors);
+    let enforce_level = level(ENFORCE, &mut errors);
     let has_valid_enforce = matches!(enforce_level, Some(Some(_)));
     if let Some(l) = enforce_level {
         policy.enforce.level = l.unwrap_or(Level::Restricted);
     }
-    if let Some(v) = version("enforce-version", &mut errors) {
+    if let Some(v) = version(ENFORCE_VERSION, &mut errors) {
         policy.enforce.version = v;
     }
     // audit and warn: an invalid level fails open.
-    if let Some(l) = level("audit", &mut errors) {
+    if let Some(l) = level(AUDIT, &mut errors) {
         policy.audit.level = l.unwrap_or(Level::Privileged);
     }
-    if let Some(v) = version("audit-version", &mut errors) {
+    if let Some(v) = version(AUDIT_VERSION, &mut errors) {
         policy.audit.version = v;
     }
-    let warn_level = level("warn", &mut errors);
+    let warn_level = level(WARN, &mut errors);
     let has_warn_level = warn_level.is_some();
     if let Some(l) = warn_level {
         policy.warn.level = l.unwrap_or(Level::Privileged);
     }
-    let warn_version = version("warn-version", &mut errors);
+    let warn_version = version(WARN_VERSION, &mut errors);
     let has_warn_version = warn_version.is_some();
     if let Some(v) = warn_version {
         policy.warn.version = v;
