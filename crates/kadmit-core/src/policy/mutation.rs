@@ -10,7 +10,7 @@
 
 use json_patch::PatchOperation;
 use json_patch::jsonptr::{PointerBuf, Token};
-use k8s_openapi::api::core::v1::{ResourceRequirements, SecurityContext};
+use k8s_openapi::api::core::v1::ResourceRequirements;
 
 use super::{Defaulted, PodDefaulting, PolicyError, PolicyOutcome, ReviewContext};
 use crate::cluster::ClusterError;
@@ -49,7 +49,7 @@ pub(crate) fn mutate_copy(
         mut outcome,
     } = policy.default_pod(ctx, &mut after)?;
     if changed {
-        outcome.patch = pod_patch(pod, &mut after)?;
+        outcome.patch = pod_patch(pod, &after)?;
         outcome.mutated = Some(TypedObject::Pod(Box::new(after)));
     }
     Ok(outcome)
@@ -85,7 +85,7 @@ pub(crate) fn namespace_selected(
 /// differs elsewhere too is diffed whole, so nothing it changed is missed. A policy that changes
 /// anything outside these parts breaks the contract; debug builds (every test) check it on every
 /// patch, release builds trust it.
-pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperation>, PolicyError> {
+pub(crate) fn pod_patch(before: &Pod, after: &Pod) -> Result<Vec<PatchOperation>, PolicyError> {
     let mut ops = Vec::new();
     match (
         before.metadata.annotations.as_ref(),
@@ -95,18 +95,18 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
         (b, a) => part(&mut ops, &["metadata", "annotations"], b, a)?,
     }
     // In the order of the serialized keys, as a whole-pod diff would list them.
-    if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_mut()) {
+    if let (Some(b), Some(a)) = (before.spec.as_ref(), after.spec.as_ref()) {
         list(
             &mut ops,
             "containers",
             Some(&b.containers),
-            Some(&mut a.containers),
+            Some(&a.containers),
         )?;
         list(
             &mut ops,
             "ephemeralContainers",
             b.ephemeral_containers.as_ref(),
-            a.ephemeral_containers.as_mut(),
+            a.ephemeral_containers.as_ref(),
         )?;
         part(
             &mut ops,
@@ -118,7 +118,7 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
             &mut ops,
             "initContainers",
             b.init_containers.as_ref(),
-            a.init_containers.as_mut(),
+            a.init_containers.as_ref(),
         )?;
         part(
             &mut ops,
@@ -129,10 +129,9 @@ pub(crate) fn pod_patch(before: &Pod, after: &mut Pod) -> Result<Vec<PatchOperat
     }
     #[cfg(debug_assertions)]
     {
-        let theirs = Parts::take(after);
-        Parts::of(before).put(after);
-        let unchanged = *after == *before;
-        theirs.put(after);
+        let mut rest = after.clone();
+        Parts::of(before).put(&mut rest);
+        let unchanged = rest == *before;
         assert!(
             unchanged,
             "a defaulting policy changed a part of the pod that pod_patch does not diff"
@@ -296,85 +295,64 @@ fn map_part<V: serde::Serialize + PartialEq>(
 
 /// [`part`] for a container list: container by container when the list keeps its length, and
 /// within a container its resources and security context, unless it changed elsewhere too.
-fn list<T: ContainerParts>(
+fn list(
     ops: &mut Vec<PatchOperation>,
     name: &str,
-    before: Option<&Vec<T>>,
-    after: Option<&mut Vec<T>>,
+    before: Option<&Vec<Container>>,
+    after: Option<&Vec<Container>>,
 ) -> Result<(), PolicyError> {
     match (before, after) {
         (Some(b), Some(a)) if b.len() == a.len() => {
-            for (i, (b, a)) in b.iter().zip(a.iter_mut()).enumerate() {
+            for (i, (b, a)) in b.iter().zip(a).enumerate() {
                 if b == a {
                     continue;
                 }
                 let index = i.to_string();
-                if !a.differs_elsewhere(b) {
+                if !differs_elsewhere(b, a) {
                     resources_part(
                         ops,
                         &["spec", name, &index, "resources"],
-                        b.resources(),
-                        a.resources(),
+                        b.resources.as_ref(),
+                        a.resources.as_ref(),
                     )?;
                     part(
                         ops,
                         &["spec", name, &index, "securityContext"],
-                        b.security_context(),
-                        a.security_context(),
+                        b.security_context.as_ref(),
+                        a.security_context.as_ref(),
                     )?;
                 } else {
-                    part(ops, &["spec", name, &index], Some(b), Some(&*a))?;
+                    part(ops, &["spec", name, &index], Some(b), Some(a))?;
                 }
             }
             Ok(())
         }
-        (before, after) => part(ops, &["spec", name], before, after.map(|a| &*a)),
+        (before, after) => part(ops, &["spec", name], before, after),
     }
 }
 
-/// What [`list`] compares one by one inside a container.
-trait ContainerParts: serde::Serialize + PartialEq {
-    fn resources(&self) -> Option<&ResourceRequirements>;
-    fn security_context(&self) -> Option<&SecurityContext>;
-    fn parts_mut(
-        &mut self,
-    ) -> (
-        &mut Option<ResourceRequirements>,
-        &mut Option<SecurityContext>,
-    );
-
-    /// Whether `self` differs from `before` anywhere but its resources and security context.
-    /// Borrows `self` mutably only to compare without copying it; leaves it as it was.
-    fn differs_elsewhere(&mut self, before: &Self) -> bool {
-        let theirs = {
-            let (resources, security_context) = self.parts_mut();
-            (
-                std::mem::replace(resources, before.resources().cloned()),
-                std::mem::replace(security_context, before.security_context().cloned()),
-            )
-        };
-        let differs = *self != *before;
-        let (resources, security_context) = self.parts_mut();
-        (*resources, *security_context) = theirs;
-        differs
-    }
-}
-
-impl ContainerParts for Container {
-    fn resources(&self) -> Option<&ResourceRequirements> {
-        self.resources.as_ref()
-    }
-    fn security_context(&self) -> Option<&SecurityContext> {
-        self.security_context.as_ref()
-    }
-    fn parts_mut(
-        &mut self,
-    ) -> (
-        &mut Option<ResourceRequirements>,
-        &mut Option<SecurityContext>,
-    ) {
-        (&mut self.resources, &mut self.security_context)
-    }
+/// Whether a container differs anywhere but the resources and security context that [`list`]
+/// diffs one by one. Every member is named, so a member added to [`Container`] must be placed
+/// on one side or the other here.
+fn differs_elsewhere(before: &Container, after: &Container) -> bool {
+    let Container {
+        image,
+        lifecycle,
+        liveness_probe,
+        name,
+        ports,
+        readiness_probe,
+        resources: _,
+        security_context: _,
+        startup_probe,
+    } = before;
+    *image != after.image
+        || *lifecycle != after.lifecycle
+        || *liveness_probe != after.liveness_probe
+        || *name != after.name
+        || *ports != after.ports
+        || *readiness_probe != after.readiness_probe
+        || *startup_probe != after.startup_probe
 }
 
 /// The parts of a pod that [`pod_patch`] compares one by one (to check, in debug builds, that
@@ -406,21 +384,6 @@ impl Parts {
                     s.containers.clone(),
                     s.init_containers.clone(),
                     s.ephemeral_containers.clone(),
-                )
-            }),
-        }
-    }
-
-    fn take(pod: &mut Pod) -> Parts {
-        Parts {
-            annotations: pod.metadata.annotations.take(),
-            spec: pod.spec.as_mut().map(|s| {
-                (
-                    s.security_context.take(),
-                    s.image_pull_secrets.take(),
-                    std::mem::take(&mut s.containers),
-                    s.init_containers.take(),
-                    s.ephemeral_containers.take(),
                 )
             }),
         }
@@ -538,7 +501,7 @@ mod tests {
                 "memory".to_owned(),
                 k8s_openapi::apimachinery::pkg::api::resource::Quantity("1Gi".to_owned()),
             );
-        let patch = pod_patch(&before, &mut after.clone()).unwrap();
+        let patch = pod_patch(&before, &after).unwrap();
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
             serde_json::json!([
@@ -557,7 +520,7 @@ mod tests {
             pod.metadata.annotations = Some(Default::default());
             pod
         };
-        let patch = pod_patch(&with_annotations, &mut after.clone()).unwrap();
+        let patch = pod_patch(&with_annotations, &after).unwrap();
         let paths: Vec<String> = patch
             .iter()
             .filter_map(|op| match op {
@@ -574,14 +537,14 @@ mod tests {
             "{paths:?}"
         );
         // A container that changed elsewhere too is diffed whole, so nothing is missed; and
-        // `after` is left as it was given.
+        // `after` is left as it was given (now a shared borrow, so the type ensures it).
         let mut elsewhere = before.clone();
         let container = &mut elsewhere.spec.as_mut().unwrap().containers[0];
         container.image = Some("nginx".to_owned());
         container.resources =
             Some(serde_json::from_value(serde_json::json!({"limits": {"cpu": "1"}})).unwrap());
         let given = elsewhere.clone();
-        let patch = pod_patch(&before, &mut elsewhere).unwrap();
+        let patch = pod_patch(&before, &elsewhere).unwrap();
         assert_eq!(elsewhere, given);
         assert_eq!(
             serde_json::to_value(&patch).unwrap(),
@@ -602,6 +565,6 @@ mod tests {
         .unwrap();
         let mut after = before.clone();
         after.spec.as_mut().unwrap().hostname = Some("h".to_owned());
-        let _ = pod_patch(&before, &mut after);
+        let _ = pod_patch(&before, &after);
     }
 }

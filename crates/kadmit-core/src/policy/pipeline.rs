@@ -412,7 +412,7 @@ impl Pipeline {
             return;
         };
         let before = run.before.as_deref().and_then(TypedObject::as_pod);
-        let after = object.as_mut().and_then(|o| o.to_mut().as_pod_mut());
+        let after = object.as_deref().and_then(TypedObject::as_pod);
         let (Some(before), Some(after)) = (before, after) else {
             return;
         };

@@ -115,12 +115,12 @@ const LEVEL_REASON: &str = "must be one of privileged, baseline, restricted";
 const VERSION_REASON: &str = "must be \"latest\" or \"v1.x\"";
 
 // The labels, written out whole: they are looked up on every review, so not formatted each time.
-const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
-const ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
-const AUDIT: &str = "pod-security.kubernetes.io/audit";
-const AUDIT_VERSION: &str = "pod-security.kubernetes.io/audit-version";
-const WARN: &str = "pod-security.kubernetes.io/warn";
-const WARN_VERSION: &str = "pod-security.kubernetes.io/warn-version";
+pub(super) const ENFORCE: &str = "pod-security.kubernetes.io/enforce";
+pub(super) const ENFORCE_VERSION: &str = "pod-security.kubernetes.io/enforce-version";
+pub(super) const AUDIT: &str = "pod-security.kubernetes.io/audit";
+pub(super) const AUDIT_VERSION: &str = "pod-security.kubernetes.io/audit-version";
+pub(super) const WARN: &str = "pod-security.kubernetes.io/warn";
+pub(super) const WARN_VERSION: &str = "pod-security.kubernetes.io/warn-version";
 
 /// The policy for a namespace with `labels`, starting from `defaults`, and the errors of any
 /// invalid label.

@@ -466,16 +466,19 @@ impl PodSecurity {
         if policy.fully_privileged() || policy.equivalent(&defaults) {
             return None;
         }
-        let has = |key: &str| {
-            labels.is_some_and(|l| l.contains_key(&format!("{}{key}", labels::LABEL_PREFIX)))
-        };
+        let has = |key: &str| labels.is_some_and(|l| l.contains_key(key));
         let mut parts = Vec::new();
-        for (mode, lv) in [
-            ("enforce", policy.enforce),
-            ("audit", policy.audit),
-            ("warn", policy.warn),
+        for (mode, level_label, version_label, lv) in [
+            (
+                "enforce",
+                labels::ENFORCE,
+                labels::ENFORCE_VERSION,
+                policy.enforce,
+            ),
+            ("audit", labels::AUDIT, labels::AUDIT_VERSION, policy.audit),
+            ("warn", labels::WARN, labels::WARN_VERSION, policy.warn),
         ] {
-            if lv.level != Level::Privileged && (has(mode) || has(&format!("{mode}-version"))) {
+            if lv.level != Level::Privileged && (has(level_label) || has(version_label)) {
                 parts.push(format!("{mode}={lv}"));
             }
         }
