@@ -6,12 +6,16 @@
 
 use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, LimitRange, Volume};
 
-use crate::pod::PodSpec;
+use crate::pod::{PodSpec, Source};
 
 /// Applies the pod-spec defaulting that matters to kadmit's policies: a volume with no source is
 /// an `emptyDir`, as the API server defaults it.
 pub fn default_pod_spec(spec: &mut PodSpec) {
-    default_volumes(spec.volumes.as_deref_mut().unwrap_or_default());
+    for volume in spec.volumes.iter_mut().flatten() {
+        if volume.has_no_source() {
+            volume.empty_dir = Some(Source);
+        }
+    }
 }
 
 /// [`default_pod_spec`] for the volumes of a pod the cluster view holds.
@@ -110,7 +114,7 @@ mod tests {
         .unwrap();
         default_pod_spec(&mut spec);
         let volumes = spec.volumes.unwrap();
-        assert_eq!(volumes[0].empty_dir, Some(EmptyDirVolumeSource::default()));
+        assert_eq!(volumes[0].empty_dir, Some(Source));
         assert!(volumes[1].empty_dir.is_none());
     }
 }

@@ -965,6 +965,7 @@ pub fn apply_patch(review: &Review, patch: &[PatchOperation]) -> Result<Review, 
         version: review.version,
         request,
         decoded: None,
+        decoded_bytes: 0,
     })
 }
 

@@ -20,7 +20,7 @@ use super::{
 use crate::cluster::ClusterView;
 use crate::config::{Config, OnError};
 use crate::pod::Pod;
-use crate::review::{AdmissionResponse, Review, Status, TypedObject};
+use crate::review::{AdmissionResponse, DecodedObjects, Review, Status, TypedObject};
 
 /// The answer to one review, with the facts the caller needs for metrics and logs.
 #[derive(Debug, Clone, PartialEq)]
@@ -194,7 +194,11 @@ impl Pipeline {
             "a review decoded for the other endpoint evaluated at {endpoint:?}"
         );
         let decoded = match review.decoded_objects() {
-            // Decoded with the review, in one pass over the body.
+            // Decoded with the review, and found wanting (too large to evaluate, malformed).
+            Some(DecodedObjects {
+                error: Some(err), ..
+            }) => (Err(err.clone()), Ok(None)),
+            // Decoded with the review.
             Some(objects) => (
                 Ok(objects.object.as_ref().map(Cow::Borrowed)),
                 Ok(objects.old_object.as_ref().map(Cow::Borrowed)),

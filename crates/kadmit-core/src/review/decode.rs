@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::meter::{Meter, Metered};
 use super::{AdmissionRequest, Review, ReviewVersion};
 
 /// Why a body is not an `AdmissionReview` kadmit can answer.
@@ -54,6 +55,18 @@ pub enum DecodeError {
     /// `request.uid` is the empty string: the answer could not be matched to the request.
     #[error("request.uid is empty")]
     EmptyUid,
+    /// The review (outside its objects, which are answered with a denial instead) would take
+    /// more memory to decode than the limit allows.
+    #[error(
+        "{}: the review takes more than {limit} bytes of memory to decode",
+        display_path(path)
+    )]
+    TooLarge {
+        /// Where decoding stopped: inside the list or map that went past the limit.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 fn display_path(path: &str) -> String {
@@ -74,26 +87,37 @@ struct AdmissionReview {
     request: Option<AdmissionRequest>,
 }
 
-pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
+/// Decodes the envelope, objects raw, building at most what `meter` allows.
+pub(super) fn decode_review(body: &[u8], meter: &Meter) -> Result<Review, DecodeError> {
     // Tracking the path costs as much as the decoding itself, and is only needed to say where
     // a bad body went wrong: well-formed bodies take the plain decoder, and a body it refuses is
     // decoded again with tracking, which finds the same error and names its field.
-    if let Ok(envelope) = serde_json::from_slice::<AdmissionReview>(body) {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    if let Ok(envelope) = AdmissionReview::deserialize(Metered::new(&mut de, meter))
+        && de.end().is_ok()
+    {
         return check_envelope(envelope);
     }
+    let retry = Meter::new(meter.limit());
     let mut de = serde_json::Deserializer::from_slice(body);
-    let envelope: AdmissionReview = serde_path_to_error::deserialize(&mut de).map_err(|err| {
-        let path = err.path().to_string();
-        let inner = err.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            DecodeError::Syntax(inner)
-        } else {
-            DecodeError::Field {
-                path,
-                message: strip_position(&inner),
+    let envelope: AdmissionReview = serde_path_to_error::deserialize(Metered::new(&mut de, &retry))
+        .map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            if retry.tripped() {
+                DecodeError::TooLarge {
+                    path,
+                    limit: retry.limit(),
+                }
+            } else if inner.is_syntax() || inner.is_eof() {
+                DecodeError::Syntax(inner)
+            } else {
+                DecodeError::Field {
+                    path,
+                    message: strip_position(&inner),
+                }
             }
-        }
-    })?;
+        })?;
     de.end().map_err(DecodeError::Syntax)?;
     check_envelope(envelope)
 }
@@ -143,6 +167,7 @@ fn check_envelope(envelope: AdmissionReview) -> Result<Review, DecodeError> {
         version,
         request,
         decoded: None,
+        decoded_bytes: 0,
     })
 }
 
@@ -385,6 +410,7 @@ mod tests {
             br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","response":{},
                 "request":{"uid":"abc","kind":{"group":"","version":"v1","kind":"Pod"},
                 "operation":"CREATE","object":{"a": [1, 2]},"oldObject":null}}"#,
+            &Meter::new(crate::review::DEFAULT_MAX_DECODED_BYTES),
         )
         .unwrap();
         assert_eq!(review.version, ReviewVersion::V1Beta1);

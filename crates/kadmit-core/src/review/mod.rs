@@ -6,6 +6,7 @@
 
 mod decode;
 mod json_text;
+mod meter;
 mod object;
 mod one_pass;
 mod response;
@@ -54,10 +55,19 @@ pub struct Review {
     pub version: ReviewVersion,
     /// The admission request.
     pub request: AdmissionRequest,
-    /// `object` and `oldObject` decoded as their kind in the same pass as the review, when
+    /// `object` and `oldObject` decoded as their kind along with the review, when
     /// [`Review::from_slice`] could (see [`Review::decoded_objects`]).
     pub(crate) decoded: Option<DecodedObjects>,
+    /// What decoding built, as [`meter`] charges it: what the review holds in memory.
+    pub(crate) decoded_bytes: usize,
 }
+
+/// What decoding one review may build in memory by default (see [`Review::from_slice_within`]).
+///
+/// Far above any real pod: the largest object the API server stores is about 1.5 MiB of JSON,
+/// and real pods decode to a few times their JSON size; far below what would threaten a
+/// webhook's memory (decoding is charged at twice the size of what it builds, see [`meter`]).
+pub const DEFAULT_MAX_DECODED_BYTES: usize = 16 * 1024 * 1024;
 
 /// `object` and `oldObject` of a request, decoded as the kind the request claims.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -69,6 +79,9 @@ pub struct DecodedObjects {
     /// The one endpoint the objects were decoded for ([`Review::from_slice_for`]), without
     /// members only the other endpoint's policies read; `None` when decoded for both.
     pub(crate) only_for: Option<Endpoint>,
+    /// Why an object could not be decoded (then `object` and `oldObject` are `None`): the
+    /// review is answered with it, as the pipeline answers an object it cannot decode.
+    pub(crate) error: Option<ObjectError>,
 }
 
 impl Review {
@@ -83,7 +96,7 @@ impl Review {
     /// not kept raw in `request.object` / `request.old_object`. Anything else is decoded the
     /// plain way, objects raw, so errors name the offending field.
     pub fn from_slice(body: &[u8]) -> Result<Self, DecodeError> {
-        Self::from_slice_inner(body, None)
+        Self::from_slice_within(body, None, DEFAULT_MAX_DECODED_BYTES)
     }
 
     /// [`Review::from_slice`] for a review that will be evaluated at `endpoint` only, as the
@@ -92,10 +105,25 @@ impl Review {
     /// decoding a typical pod a fifth cheaper. Evaluating the result at the other endpoint is a
     /// bug (debug builds assert it).
     pub fn from_slice_for(body: &[u8], endpoint: Endpoint) -> Result<Self, DecodeError> {
-        Self::from_slice_inner(body, Some(endpoint))
+        Self::from_slice_within(body, Some(endpoint), DEFAULT_MAX_DECODED_BYTES)
     }
 
-    fn from_slice_inner(body: &[u8], endpoint: Option<Endpoint>) -> Result<Self, DecodeError> {
+    /// [`Review::from_slice`] (for one `endpoint`, or both when `None`), building at most
+    /// `max_decoded_bytes` in memory (as [`meter`] charges it; see
+    /// [`Review::decoded_bytes`]).
+    ///
+    /// The envelope past the limit is a [`DecodeError::TooLarge`]. An `object` or `oldObject`
+    /// past it gives a review whose evaluation denies it with code 400, naming the list that
+    /// went past and the limit, whatever the policies are: it is a property of the object, not
+    /// a failure to decide.
+    ///
+    /// The objects are always decoded here, so that what a review holds is known before it is
+    /// evaluated (the server counts it in its memory budget).
+    pub fn from_slice_within(
+        body: &[u8],
+        endpoint: Option<Endpoint>,
+        max_decoded_bytes: usize,
+    ) -> Result<Self, DecodeError> {
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
             Err(err) => {
@@ -104,10 +132,51 @@ impl Review {
                 });
             }
         };
-        if let Some(review) = one_pass::decode(text, endpoint) {
+        let meter = meter::Meter::new(max_decoded_bytes);
+        if let Some(mut review) = one_pass::decode(text, endpoint, &meter) {
+            review.decoded_bytes = meter.used();
             return Ok(review);
         }
-        decode::decode_review(body)
+        // The plain decoder: raw objects, then each decoded as its kind, within the same limit.
+        let meter = meter::Meter::new(max_decoded_bytes);
+        let mut review = decode::decode_review(body, &meter)?;
+        let request = &review.request;
+        let skip = skip::pod_for(endpoint);
+        let decode = |raw: &Option<Box<RawValue>>, field| match raw {
+            Some(raw) => TypedObject::decode_metered(&request.kind, raw, field, skip, &meter),
+            None => Ok(None),
+        };
+        let decoded = match (
+            decode(&request.object, "object"),
+            decode(&request.old_object, "oldObject"),
+        ) {
+            (Ok(object), Ok(old_object)) => DecodedObjects {
+                object,
+                old_object,
+                only_for: endpoint,
+                error: None,
+            },
+            (Err(error), _) | (_, Err(error)) => DecodedObjects {
+                only_for: endpoint,
+                error: Some(error),
+                ..DecodedObjects::default()
+            },
+        };
+        review.decoded_bytes = meter.used();
+        if decoded.error.as_ref().is_some_and(|e| e.too_large) {
+            // Answered with the error alone: nothing of the objects needs to be kept.
+            review.request.object = None;
+            review.request.old_object = None;
+            review.decoded_bytes = 0;
+        }
+        review.decoded = Some(decoded);
+        Ok(review)
+    }
+
+    /// What decoding built, in bytes, as the decoding limit counts it: the memory the review
+    /// holds while it is evaluated (its objects, and the raw ones the plain decoder keeps).
+    pub fn decoded_bytes(&self) -> usize {
+        self.decoded_bytes
     }
 
     /// The objects [`Review::from_slice`] decoded along with the review, if it did; otherwise

@@ -8,6 +8,7 @@ use serde_json::value::RawValue;
 
 use super::GroupVersionKind;
 use super::decode::strip_position;
+use super::meter::{Meter, Metered};
 use super::skip::{self, Skip, Skipping};
 use crate::pod::{ObjectMeta, Pod, PodTemplateSpec};
 
@@ -119,38 +120,41 @@ impl Workload {
         kind: WorkloadKind,
         raw: &RawValue,
         field: &'static str,
+        meter: &Meter,
     ) -> Result<Workload, ObjectError> {
         let (metadata, template) = match kind {
             WorkloadKind::ReplicationController => {
-                let o: ReplicationController = decode_as(raw, field, "v1 ReplicationController")?;
+                let o: ReplicationController =
+                    decode_skipping(raw, field, "v1 ReplicationController", None, meter)?;
                 (o.metadata, o.spec.and_then(|s| s.template))
             }
             WorkloadKind::PodTemplate => {
-                let o: PodTemplate = decode_as(raw, field, "v1 PodTemplate")?;
+                let o: PodTemplate = decode_skipping(raw, field, "v1 PodTemplate", None, meter)?;
                 (o.metadata, o.template)
             }
             WorkloadKind::ReplicaSet => {
-                let o: ReplicaSet = decode_as(raw, field, "apps/v1 ReplicaSet")?;
+                let o: ReplicaSet = decode_skipping(raw, field, "apps/v1 ReplicaSet", None, meter)?;
                 (o.metadata, o.spec.template)
             }
             WorkloadKind::Deployment => {
-                let o: Deployment = decode_as(raw, field, "apps/v1 Deployment")?;
+                let o: Deployment = decode_skipping(raw, field, "apps/v1 Deployment", None, meter)?;
                 (o.metadata, Some(o.spec.template))
             }
             WorkloadKind::StatefulSet => {
-                let o: StatefulSet = decode_as(raw, field, "apps/v1 StatefulSet")?;
+                let o: StatefulSet =
+                    decode_skipping(raw, field, "apps/v1 StatefulSet", None, meter)?;
                 (o.metadata, Some(o.spec.template))
             }
             WorkloadKind::DaemonSet => {
-                let o: DaemonSet = decode_as(raw, field, "apps/v1 DaemonSet")?;
+                let o: DaemonSet = decode_skipping(raw, field, "apps/v1 DaemonSet", None, meter)?;
                 (o.metadata, Some(o.spec.template))
             }
             WorkloadKind::Job => {
-                let o: Job = decode_as(raw, field, "batch/v1 Job")?;
+                let o: Job = decode_skipping(raw, field, "batch/v1 Job", None, meter)?;
                 (o.metadata, o.spec.map(|s| s.template))
             }
             WorkloadKind::CronJob => {
-                let o: CronJob = decode_as(raw, field, "batch/v1 CronJob")?;
+                let o: CronJob = decode_skipping(raw, field, "batch/v1 CronJob", None, meter)?;
                 (o.metadata, o.spec.job_template.spec.map(|s| s.template))
             }
         };
@@ -218,8 +222,14 @@ impl Workload {
 /// message names the field inside the object, rather than a policy silently skipping it. Only
 /// members kadmit reads are checked: a pod's members outside `crate::pod`'s model are passed
 /// over unread, whatever they hold, as if they had not been sent.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{field} does not decode as a {kind}: {path}{message}")]
+///
+/// It is also what an object too large to evaluate gets (`too_large`): decoding it would build
+/// more in memory than the limit allows, and the message names the list where it stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{field} {}: {path}{message}",
+    if *too_large { "is too large to evaluate".to_owned() } else { format!("does not decode as a {kind}") }
+)]
 pub struct ObjectError {
     /// `object` or `oldObject`.
     pub field: &'static str,
@@ -229,6 +239,8 @@ pub struct ObjectError {
     pub path: String,
     /// What is wrong there.
     pub message: String,
+    /// Whether decoding stopped at the memory limit rather than at a malformed member.
+    pub too_large: bool,
 }
 
 impl TypedObject {
@@ -240,15 +252,28 @@ impl TypedObject {
         raw: &RawValue,
         field: &'static str,
     ) -> Result<Option<TypedObject>, ObjectError> {
+        let meter = Meter::new(super::DEFAULT_MAX_DECODED_BYTES);
+        Self::decode_metered(gvk, raw, field, skip::pod_for(None), &meter)
+    }
+
+    /// [`TypedObject::decode`], skipping `skip` in a pod and charging what it builds to
+    /// `meter`.
+    pub(crate) fn decode_metered(
+        gvk: &GroupVersionKind,
+        raw: &RawValue,
+        field: &'static str,
+        skip: Option<Skip>,
+        meter: &Meter,
+    ) -> Result<Option<TypedObject>, ObjectError> {
         if gvk.is_core_v1("Pod") {
-            // Pods are most of what kadmit decodes; their unread members are skipped.
-            decode_skipping::<Pod>(raw, field, "v1 Pod", skip::pod())
+            decode_skipping::<Pod>(raw, field, "v1 Pod", skip, meter)
                 .map(|p| Some(TypedObject::Pod(Box::new(p))))
         } else if gvk.is_core_v1("Namespace") {
-            decode_as::<Namespace>(raw, field, "v1 Namespace")
+            decode_skipping::<Namespace>(raw, field, "v1 Namespace", None, meter)
                 .map(|n| Some(TypedObject::Namespace(Box::new(n))))
         } else if let Some(kind) = WorkloadKind::from_gvk(gvk) {
-            Workload::decode(kind, raw, field).map(|w| Some(TypedObject::Workload(Box::new(w))))
+            Workload::decode(kind, raw, field, meter)
+                .map(|w| Some(TypedObject::Workload(Box::new(w))))
         } else {
             Ok(None)
         }
@@ -287,37 +312,35 @@ impl TypedObject {
     }
 }
 
-/// Decodes `raw` as `T`, naming `field`, `kind` and the path inside the object on failure.
-pub(crate) fn decode_as<T: DeserializeOwned>(
-    raw: &RawValue,
-    field: &'static str,
-    kind: &'static str,
-) -> Result<T, ObjectError> {
-    decode_skipping(raw, field, kind, None)
-}
-
-/// [`decode_as`], passing over the members `skip` lists (see [`super::skip`]).
+/// Decodes `raw` as `T`, passing over the members `skip` lists (see [`super::skip`]) and
+/// charging what it builds to `meter`; on failure names `field`, `kind` and the path inside the
+/// object.
 fn decode_skipping<T: DeserializeOwned>(
     raw: &RawValue,
     field: &'static str,
     kind: &'static str,
     skip: Option<Skip>,
+    meter: &Meter,
 ) -> Result<T, ObjectError> {
     // As for the review itself: the plain decoder first, path tracking only to explain a
     // failure (it would double the cost of every well-formed object). `raw` is one JSON value,
     // so nothing can follow it.
+    let start = meter.used();
     let mut de = serde_json::Deserializer::from_str(raw.get());
     let fast = match skip {
-        Some(skip) => T::deserialize(Skipping::new(&mut de, skip)),
-        None => T::deserialize(&mut de),
+        Some(skip) => T::deserialize(Skipping::new(Metered::new(&mut de, meter), skip)),
+        None => T::deserialize(Metered::new(&mut de, meter)),
     };
     if let Ok(object) = fast {
         return Ok(object);
     }
+    // Again from where the meter stood, so that it stops at the same place.
+    let retry = Meter::starting_at(meter.limit(), start);
     let mut de = serde_json::Deserializer::from_str(raw.get());
+    let metered = Metered::new(&mut de, &retry);
     let tracked = match skip {
-        Some(skip) => serde_path_to_error::deserialize(Skipping::new(&mut de, skip)),
-        None => serde_path_to_error::deserialize(&mut de),
+        Some(skip) => serde_path_to_error::deserialize(Skipping::new(metered, skip)),
+        None => serde_path_to_error::deserialize(metered),
     };
     tracked.map_err(|err| {
         let path = err.path().to_string();
@@ -330,7 +353,17 @@ fn decode_skipping<T: DeserializeOwned>(
             field,
             kind,
             path,
-            message: strip_position(err.inner()),
+            // The meter's own words, which quote nothing from the object.
+            message: if retry.tripped() {
+                let text = err.inner().to_string();
+                match text.rfind(" at line ") {
+                    Some(at) => text[..at].to_owned(),
+                    None => text,
+                }
+            } else {
+                strip_position(err.inner())
+            },
+            too_large: retry.tripped(),
         }
     })
 }

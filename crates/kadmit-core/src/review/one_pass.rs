@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use super::meter::{Meter, Metered};
 use super::object::{TypedObject, Workload, WorkloadKind};
 use super::skip::{self, Skipping};
 use super::{
@@ -33,9 +34,14 @@ use crate::Endpoint;
 ///
 /// `endpoint`, when given, is the only endpoint the review will be evaluated at: members only
 /// the other endpoint's policies read are skipped too (see [`skip::pod_for`]).
-pub(super) fn decode(body: &str, endpoint: Option<Endpoint>) -> Option<Review> {
+///
+/// What it builds is charged to `meter`; past its limit it gives up too (the plain decoder then
+/// finds where, within the same limit).
+pub(super) fn decode(body: &str, endpoint: Option<Endpoint>, meter: &Meter) -> Option<Review> {
     let mut de = serde_json::Deserializer::from_str(body);
-    let review = de.deserialize_map(EnvelopeVisitor(endpoint)).ok()?;
+    let review = Metered::new(&mut de, meter)
+        .deserialize_map(EnvelopeVisitor(endpoint))
+        .ok()?;
     de.end().ok()?;
     Some(review)
 }
@@ -86,6 +92,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                     version,
                     request,
                     decoded: Some(decoded),
+                    decoded_bytes: 0,
                 })
             }
             _ => Err(give_up()),
@@ -182,6 +189,7 @@ impl<'de> Visitor<'de> for RequestSeed {
             object: typed_object,
             old_object: typed_old_object,
             only_for: self.0,
+            error: None,
         };
         Ok((request, decoded))
     }
@@ -311,19 +319,23 @@ mod tests {
         )
     }
 
+    fn unlimited() -> crate::review::meter::Meter {
+        crate::review::meter::Meter::new(crate::review::DEFAULT_MAX_DECODED_BYTES)
+    }
+
     #[test]
     fn decodes_objects_in_the_same_pass_and_answers_as_the_plain_decoder() {
         let pipeline = pipeline();
         let pod = r#"{"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "nginx",
             "securityContext": {"privileged": true}}]}}"#;
         let body = review(false, pod);
-        let fast = decode(&body, None).expect("one pass");
+        let fast = decode(&body, None, &unlimited()).expect("one pass");
         assert!(fast.request.object.is_none());
         assert!(matches!(
             fast.decoded_objects().unwrap().object,
             Some(TypedObject::Pod(_))
         ));
-        let plain = decode_review(body.as_bytes()).unwrap();
+        let plain = decode_review(body.as_bytes(), &unlimited()).unwrap();
         assert!(plain.decoded.is_none() && plain.request.object.is_some());
         assert_eq!(answers(&pipeline, &fast), answers(&pipeline, &plain));
         assert!(answers(&pipeline, &fast).contains("privileged"));
@@ -343,7 +355,7 @@ mod tests {
             review(false, good).replace(r#""operation": "CREATE""#, ""),
             format!("{} x", review(false, good)),
         ] {
-            assert!(decode(&body, None).is_none(), "{body}");
+            assert!(decode(&body, None, &unlimited()).is_none(), "{body}");
         }
         let slow = Review::from_slice(review(false, bad).as_bytes()).unwrap();
         assert!(answers(&pipeline(), &slow).contains(
@@ -351,7 +363,7 @@ mod tests {
         ));
         // A kind no policy reads stays raw, as the plain decoder keeps it.
         let body = review(false, r#"{"a": 1}"#).replace(r#""kind": "Pod""#, r#""kind": "Ingress""#);
-        let fast = decode(&body, None).unwrap();
+        let fast = decode(&body, None, &unlimited()).unwrap();
         assert_eq!(fast.request.object.unwrap().get(), r#"{"a": 1}"#);
         assert_eq!(fast.decoded.unwrap(), DecodedObjects::default());
     }
@@ -372,8 +384,8 @@ mod tests {
             // What `Review::from_slice` hands the one-pass decoder: UTF-8 text, or nothing.
             let fast = std::str::from_utf8(&body)
                 .ok()
-                .and_then(|b| decode(b, None));
-            let Ok(plain) = decode_review(&body) else {
+                .and_then(|b| decode(b, None, &unlimited()));
+            let Ok(plain) = decode_review(&body, &unlimited()) else {
                 assert!(fast.is_none(), "{path}");
                 continue;
             };

@@ -1,7 +1,7 @@
 //! Decoding an object without the members no policy reads.
 //!
 //! [`crate::pod`] models only what policies read of a pod, but below it are `k8s_openapi`'s own
-//! types, whole (volume sources, probes), and `/mutate` reads less than `/validate`.
+//! types, whole (probes, lifecycle handlers, ports), and `/mutate` reads less than `/validate`.
 //! [`Skipping`] wraps a deserializer and passes the members its lists name over (their JSON
 //! syntax is still checked, their types are not), so the typed pod is built from the rest.
 //! Members not listed are decoded as usual, and nothing is wrapped below them, so the cost of the
@@ -52,29 +52,6 @@ const MUTATE_CONTAINER: Skip = Skip(&[
     ("startupProbe", Member::Skip),
 ]);
 
-/// Volumes: Pod Security reads which source a volume has (and a hostPath's path), never what a
-/// projected, configMap, secret or downwardAPI volume contains.
-const VOLUME: Skip = Skip(&[
-    ("configMap", Member::Into(Skip(&[("items", Member::Skip)]))),
-    (
-        "downwardAPI",
-        Member::Into(Skip(&[("items", Member::Skip)])),
-    ),
-    (
-        "projected",
-        Member::Into(Skip(&[("sources", Member::Skip)])),
-    ),
-    ("secret", Member::Into(Skip(&[("items", Member::Skip)]))),
-]);
-
-/// What no policy reads inside the members of a Pod that [`crate::pod`] models: the contents
-/// of volume sources. Members the model leaves out (bookkeeping metadata, scheduling, DNS, what
-/// a container runs and mounts, the status) are passed over by its own decoding.
-pub(crate) const POD: Skip = Skip(&[(
-    "spec",
-    Member::Into(Skip(&[("volumes", Member::Into(VOLUME))])),
-)]);
-
 /// What no policy of `/mutate` reads of a Pod: volumes and the members of
 /// [`MUTATE_CONTAINER`], which only Pod Security reads. Decoding the bench pod for `/mutate` this
 /// way costs a fifth less.
@@ -88,14 +65,9 @@ pub(crate) const MUTATE_POD: Skip = Skip(&[(
     ])),
 )]);
 
-/// What [`super::TypedObject::decode`] skips in a Pod: [`POD`], or nothing while a test
-/// compares decisions with and without skipping.
-pub(crate) fn pod() -> Option<Skip> {
-    pod_for(None)
-}
-
-/// What is skipped in a Pod decoded for `endpoint` only ([`MUTATE_POD`] for `/mutate`), or for
-/// either ([`POD`]); nothing while a test compares decisions with and without skipping.
+/// What is skipped in a Pod decoded for `endpoint` only: [`MUTATE_POD`] for `/mutate`, nothing
+/// for `/validate` or for either (what [`crate::pod`] models is what some policy there reads);
+/// nothing while a test compares decisions with and without skipping.
 pub(crate) fn pod_for(endpoint: Option<Endpoint>) -> Option<Skip> {
     #[cfg(test)]
     if tests::SKIP_NOTHING.get() {
@@ -103,7 +75,7 @@ pub(crate) fn pod_for(endpoint: Option<Endpoint>) -> Option<Skip> {
     }
     match endpoint {
         Some(Endpoint::Mutate) => Some(MUTATE_POD),
-        Some(Endpoint::Validate) | None => Some(POD),
+        Some(Endpoint::Validate) | None => None,
     }
 }
 
@@ -476,7 +448,7 @@ spec:
     /// The decisions kadmit makes on every upstream Pod Security fixture (as `check` sees it, at
     /// its own level and version, and as a CREATE review through every policy) and on every
     /// published review are the same whether unread members are skipped or not: no policy reads
-    /// what [`POD`] skips.
+    /// what [`MUTATE_POD`] skips.
     #[test]
     fn skipping_changes_no_decision_on_any_fixture_or_review() {
         let Some(shared) = crate::test_support::shared("skipping-vs-whole comparison") else {
@@ -563,26 +535,7 @@ spec:
 
     fn skipping(json: &str) -> Pod {
         let mut de = serde_json::Deserializer::from_str(json);
-        Pod::deserialize(Skipping::new(&mut de, POD)).unwrap()
-    }
-
-    #[test]
-    fn skips_only_the_listed_members() {
-        let json = r#"{"metadata": {"name": "p", "annotations": {"a": "b"}},
-            "spec": {"containers": [{"name": "c", "image": "i",
-                "securityContext": {"privileged": true}, "resources": {"limits": {"cpu": "1"}}}],
-                "initContainers": [{"name": "i", "ports": [{"containerPort": 1, "hostPort": 2}]}],
-                "volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "s"}}], "defaultMode": 420}},
-                            {"name": "c", "configMap": {"name": "m", "items": [{"key": "k", "path": "p"}]}},
-                            {"name": "h", "hostPath": {"path": "/etc"}}],
-                "hostNetwork": true, "serviceAccountName": "sa"}}"#;
-        let full: Pod = serde_json::from_str(json).unwrap();
-        let mut expected = full.clone();
-        let volumes = expected.spec.as_mut().unwrap().volumes.as_mut().unwrap();
-        volumes[0].projected.as_mut().unwrap().sources = None;
-        volumes[1].config_map.as_mut().unwrap().items = None;
-        assert_eq!(skipping(json), expected);
-        assert_ne!(full, expected);
+        Pod::deserialize(Skipping::new(&mut de, MUTATE_POD)).unwrap()
     }
 
     #[test]
@@ -612,26 +565,22 @@ spec:
 
     #[test]
     fn skipped_members_are_not_type_checked_but_the_rest_is() {
-        let pod = skipping(
-            r#"{"spec": {"containers": [{"name": "c"}], "volumes": [{"name": "v",
-                "secret": {"secretName": "s", "items": "not a list"}}]}}"#,
-        );
-        assert_eq!(pod.spec.unwrap().volumes.unwrap()[0].name, "v");
+        let pod = skipping(r#"{"spec": {"containers": [{"name": "c", "ports": "not a list"}]}}"#);
+        assert_eq!(pod.spec.unwrap().containers[0].name, "c");
         let mut de =
             serde_json::Deserializer::from_str(r#"{"spec": {"containers": [{"name": 1}]}}"#);
-        assert!(Pod::deserialize(Skipping::new(&mut de, POD)).is_err());
+        assert!(Pod::deserialize(Skipping::new(&mut de, MUTATE_POD)).is_err());
         let mut de = serde_json::Deserializer::from_str(
-            r#"{"spec": {"volumes": [{"name": "v", "secret": {"items": [}}]}}"#,
+            r#"{"spec": {"containers": [{"name": "c", "ports": [}]}]}}"#,
         );
-        assert!(Pod::deserialize(Skipping::new(&mut de, POD)).is_err());
+        assert!(Pod::deserialize(Skipping::new(&mut de, MUTATE_POD)).is_err());
     }
 
     #[test]
     fn escaped_keys_are_matched_after_unescaping() {
         let pod = skipping(
-            r#"{"spec": {"volumes": [{"name": "v", "secret": {"\u0069tems": [{"key": "k"}]}}]}}"#,
+            r#"{"spec": {"containers": [{"name": "c", "\u0070orts": [{"containerPort": 1}]}]}}"#,
         );
-        let volumes = pod.spec.unwrap().volumes.unwrap();
-        assert_eq!(volumes[0].secret.as_ref().unwrap().items, None);
+        assert_eq!(pod.spec.unwrap().containers[0].ports, None);
     }
 }

@@ -48,15 +48,12 @@ fn host_path_volumes_v1_0(_meta: &ObjectMeta, spec: &PodSpec) -> Option<Forbidde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{EmptyDirVolumeSource, HostPathVolumeSource, Volume};
+    use crate::pod::{Source, Volume};
 
     fn host_path(name: &str) -> Volume {
         Volume {
             name: name.into(),
-            host_path: Some(HostPathVolumeSource {
-                path: "/a".into(),
-                ..Default::default()
-            }),
+            host_path: Some(Source),
             ..Default::default()
         }
     }
@@ -64,7 +61,7 @@ mod tests {
     fn empty_dir(name: &str) -> Volume {
         Volume {
             name: name.into(),
-            empty_dir: Some(EmptyDirVolumeSource::default()),
+            empty_dir: Some(Source),
             ..Default::default()
         }
     }

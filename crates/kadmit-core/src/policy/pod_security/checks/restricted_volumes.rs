@@ -19,11 +19,9 @@
 //! `spec.volumes[2].hostPath` (the type names are the sources' field names); for an `unknown`
 //! type, the volume itself, such as `spec.volumes[3]`.
 
-use k8s_openapi::api::core::v1::Volume;
-
 use super::{Check, Forbidden, Variant, joined_quoted, pluralize, sorted_unique};
 use crate::config::Level;
-use crate::pod::{ObjectMeta, PodSpec};
+use crate::pod::{ObjectMeta, PodSpec, Volume};
 
 pub(super) const CHECK: Check = Check {
     id: "restrictedVolumes",
