@@ -1,26 +1,32 @@
 //! Reading request bodies: each within `--max-body-bytes`, and all of them together within
-//! `--max-buffered-body-bytes`.
+//! `--max-buffered-body-bytes`, which also holds what decoding them builds.
 //!
 //! A per-request limit alone does not bound memory: 500 clients each sending a body just under
-//! an 8 MiB limit would make the server hold 4 GiB at once, far past a pod's memory limit. So a
-//! body first reserves its share of one budget — its `Content-Length`, or the per-request limit
-//! when it has none (the unused part is given back once it is read) — and only then is read;
-//! the share is held until the review has been answered. When the budget is spent, bodies wait
-//! their turn, unread, until their deadline, and are then refused with 503.
+//! an 8 MiB limit would make the server hold 4 GiB at once, far past a pod's memory limit. So
+//! every body takes its share of one budget before it keeps what it received, and holds it until
+//! its review has been answered; so does what decoding the review builds (see `handlers`).
 //!
-//! Reserving the whole share before reading is what keeps the server making progress under a
-//! flood: reserving as bytes arrive lets hundreds of half-read bodies split the budget between
-//! them, none able to finish, until their deadlines pass. The price is that a client which
-//! declares a large body and sends it slowly holds its share until its read deadline. A
-//! waiting body holds none of the budget (it takes its whole share at once, when it is free),
-//! so it never keeps a smaller body from a share that is there.
+//! A body's share follows what has actually arrived: nothing until its first bytes, then
+//! [`CHUNK`] at a time (never more than its `Content-Length`), so a usual review takes its whole
+//! share at once and a client that declares a large body and stalls holds at most one chunk. (An
+//! earlier design reserved the declared length up front: eight connections that sent only
+//! headers declaring 8 MiB held the whole budget until their read deadline, again and again.)
+//! A body that has not arrived by `--body-read-timeout` is cut off (408).
+//!
+//! Growing shares could deadlock: bodies that each hold part of the budget, all waiting for
+//! more. So only the oldest body holding a share waits for more; any other that finds the
+//! budget spent gives its share back at once with 503 (`Retry-After`), which the oldest then
+//! gets. A body that holds nothing yet waits for its first share in turn (HTTP/1.1), holding
+//! nothing while it waits, so it never keeps another from a share that is free.
 //!
 //! Only HTTP/1.1 bodies wait. An HTTP/2 stream that waited would hold its unread data in the
 //! connection's flow-control window, shared by every stream of the connection, so the streams
 //! that do have their share could stall behind it until their deadline; an HTTP/2 body that
 //! finds the budget spent gets 503 at once, with `Retry-After`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::body::Body;
@@ -31,6 +37,10 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 /// The budget is counted in units of this many bytes, so a permit covers a kibibyte.
 const UNIT: usize = 1024;
 
+/// A body's share grows by this much at a time: the whole of a usual review at once, and all
+/// that a stalled client holds (1000 stalled uploads hold 16 MiB of the default 64 MiB).
+pub const CHUNK: usize = 16 * 1024;
+
 /// The bytes all requests together may have buffered, shared by every connection.
 #[derive(Debug, Clone)]
 pub struct BodyBudget {
@@ -40,6 +50,10 @@ pub struct BodyBudget {
     /// Waiting bodies line up here (tokio's mutex is fair), so they get their shares in the
     /// order they came and none starves behind later, smaller ones.
     queue: Arc<tokio::sync::Mutex<()>>,
+    /// The arrival numbers of the bodies holding a share: the first is the oldest, the one
+    /// that may wait for more.
+    holders: Arc<std::sync::Mutex<BTreeSet<u64>>>,
+    arrivals: Arc<AtomicU64>,
     bytes: usize,
 }
 
@@ -51,8 +65,47 @@ impl BodyBudget {
             permits: Arc::new(Semaphore::new(units)),
             freed: Arc::new(Notify::new()),
             queue: Arc::new(tokio::sync::Mutex::new(())),
+            holders: Arc::default(),
+            arrivals: Arc::default(),
             bytes,
         }
+    }
+
+    /// A share of `bytes` (at most the whole budget) if it is free now.
+    pub fn try_reserve(&self, bytes: usize) -> Option<BudgetShare> {
+        let units = self.units_of(bytes);
+        Arc::clone(&self.permits)
+            .try_acquire_many_owned(units)
+            .ok()
+            .map(|permit| self.share(permit))
+    }
+
+    /// A share of `bytes` (at most the whole budget), waiting in turn until `deadline` for it
+    /// to be free; holds nothing while it waits.
+    pub async fn reserve(&self, bytes: usize, deadline: Instant) -> Option<BudgetShare> {
+        let units = self.units_of(bytes);
+        self.take(units, deadline)
+            .await
+            .map(|permit| self.share(permit))
+    }
+
+    fn units_of(&self, bytes: usize) -> u32 {
+        let total = self.bytes.div_ceil(UNIT).min(Semaphore::MAX_PERMITS);
+        u32::try_from(bytes.div_ceil(UNIT).min(total)).unwrap_or(u32::MAX)
+    }
+
+    fn share(&self, permit: OwnedSemaphorePermit) -> BudgetShare {
+        BudgetShare {
+            permit: Some(permit),
+            freed: Arc::clone(&self.freed),
+            holder: None,
+        }
+    }
+
+    /// Whether the body that arrived `arrival`-th is the oldest holding a share.
+    fn is_oldest(&self, arrival: u64) -> bool {
+        let holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+        holders.first().is_none_or(|&oldest| oldest >= arrival)
     }
 
     /// Takes `units` at once, when they are all free, in turn: a waiting body holds nothing
@@ -100,10 +153,31 @@ pub struct BufferedBody {
 pub struct BudgetShare {
     permit: Option<OwnedSemaphorePermit>,
     freed: Arc<Notify>,
+    /// A body's arrival number, registered among the holders while it holds the share.
+    holder: Option<(u64, Arc<std::sync::Mutex<BTreeSet<u64>>>)>,
+}
+
+impl BudgetShare {
+    /// Gives back all of the share but `bytes`.
+    pub fn shrink_to(&mut self, bytes: usize) {
+        let keep = bytes.div_ceil(UNIT);
+        if let Some(held) = self.permit.as_mut()
+            && let Some(unused) = held.split(held.num_permits().saturating_sub(keep))
+        {
+            drop(unused);
+            self.freed.notify_waiters();
+        }
+    }
 }
 
 impl Drop for BudgetShare {
     fn drop(&mut self) {
+        if let Some((arrival, holders)) = self.holder.take() {
+            holders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&arrival);
+        }
         if self.permit.take().is_some() {
             self.freed.notify_waiters();
         }
@@ -122,9 +196,10 @@ pub enum BodyError {
     /// The client did not send it all before the deadline.
     #[error("the body did not arrive in time")]
     Timeout,
-    /// Other requests' bodies held the whole budget until the deadline.
+    /// Other requests held the budget: until the deadline, or while this body, not the oldest,
+    /// needed more of it.
     #[error(
-        "the server is holding {budget} bytes of other requests' bodies (--max-buffered-body-bytes) and could not take this one in time; retry"
+        "the server is holding {budget} bytes of other requests' bodies (--max-buffered-body-bytes) and has no room for this one now; retry"
     )]
     Budget {
         /// `--max-buffered-body-bytes`.
@@ -135,9 +210,10 @@ pub enum BodyError {
     Read(String),
 }
 
-/// Reads `body` by `deadline`, refusing more than `limit` bytes, once its share of `budget`
-/// is reserved: `declared` bytes (its `Content-Length`, at most `limit`), or `limit`. Waits for
-/// the share until `deadline` when `wait`; otherwise a spent budget is refused at once.
+/// Reads `body` by `deadline`, refusing more than `limit` bytes, taking its share of `budget`
+/// as it arrives (see the module documentation): at most `declared` bytes (its
+/// `Content-Length`, at most `limit`), or `limit`. When the budget is spent, waits for it until
+/// `deadline` when `wait` and allowed to; otherwise refuses at once.
 pub async fn read(
     mut body: Body,
     declared: Option<usize>,
@@ -147,23 +223,12 @@ pub async fn read(
     deadline: Instant,
 ) -> Result<BufferedBody, BodyError> {
     let allowed = declared.unwrap_or(limit).min(limit);
-    let reserved = allowed.div_ceil(UNIT);
-    let mut share = None;
-    if reserved > 0 {
-        // `reserved` is at most `limit`'s units, and the server refuses to start with a budget
-        // below the limit, so it fits and is granted once earlier bodies are answered.
-        let units = u32::try_from(reserved).map_err(|_| BodyError::TooLarge { limit })?;
-        let spent = || BodyError::Budget {
-            budget: budget.bytes,
-        };
-        share = Some(if wait {
-            budget.take(units, deadline).await.ok_or_else(spent)?
-        } else {
-            Arc::clone(&budget.permits)
-                .try_acquire_many_owned(units)
-                .map_err(|_| spent())?
-        });
-    }
+    let arrival = budget.arrivals.fetch_add(1, Ordering::Relaxed);
+    let mut share = BudgetShare {
+        permit: None,
+        freed: Arc::clone(&budget.freed),
+        holder: None,
+    };
     let mut received = Received::Empty;
     loop {
         let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
@@ -178,29 +243,69 @@ pub async fn read(
         if data.is_empty() {
             continue;
         }
-        // Past the limit, or past what was declared (hyper stops there too): never past the
-        // reserved share.
-        if received.len() + data.len() > allowed {
+        // Past the limit, or past what was declared (hyper stops there too).
+        let total = received.len() + data.len();
+        if total > allowed {
             return Err(BodyError::TooLarge { limit });
+        }
+        // The share covers what is kept, in whole chunks, never past what may come.
+        let needed = total.next_multiple_of(CHUNK).min(allowed).div_ceil(UNIT);
+        let held = share
+            .permit
+            .as_ref()
+            .map_or(0, OwnedSemaphorePermit::num_permits);
+        if needed > held {
+            grow(&mut share, needed - held, budget, arrival, wait, deadline).await?;
         }
         received.push(data, allowed);
     }
-    // A body sent without a length reserved the limit: keep only what it took.
+    // A body reserves in whole chunks: keep only what it took.
     let bytes = received.into_bytes();
     let used = bytes.len().div_ceil(UNIT);
-    if let Some(held) = share.as_mut()
+    if let Some(held) = share.permit.as_mut()
         && let Some(unused) = held.split(held.num_permits().saturating_sub(used))
     {
         drop(unused);
         budget.freed.notify_waiters();
     }
-    Ok(BufferedBody {
-        bytes,
-        share: BudgetShare {
-            permit: share,
-            freed: Arc::clone(&budget.freed),
-        },
-    })
+    Ok(BufferedBody { bytes, share })
+}
+
+/// Adds `units` to `share`: at once if they are free; otherwise, waiting in turn, a body that
+/// holds nothing yet or is the oldest holder; any other gives its share back (503).
+async fn grow(
+    share: &mut BudgetShare,
+    units: usize,
+    budget: &BodyBudget,
+    arrival: u64,
+    wait: bool,
+    deadline: Instant,
+) -> Result<(), BodyError> {
+    // At most the per-request limit's units, which the budget holds (the server refuses to
+    // start with a budget below the limit).
+    let units = u32::try_from(units).unwrap_or(u32::MAX);
+    let spent = || BodyError::Budget {
+        budget: budget.bytes,
+    };
+    let more = match Arc::clone(&budget.permits).try_acquire_many_owned(units) {
+        Ok(more) => more,
+        Err(_) if !wait => return Err(spent()),
+        Err(_) if share.permit.is_some() && !budget.is_oldest(arrival) => return Err(spent()),
+        Err(_) => budget.take(units, deadline).await.ok_or_else(spent)?,
+    };
+    match share.permit.as_mut() {
+        Some(held) => held.merge(more),
+        None => {
+            share.permit = Some(more);
+            budget
+                .holders
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(arrival);
+            share.holder = Some((arrival, Arc::clone(&budget.holders)));
+        }
+    }
+    Ok(())
 }
 
 /// The frames received so far: the usual one-frame body is kept as it came, without a copy.
