@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use kadmit_core::cluster::Snapshot;
+use kadmit_core::review::DEFAULT_MAX_DECODED_BYTES;
 use kadmit_core::{ClusterView, Config, Pipeline};
 
 use super::parse_duration;
@@ -15,7 +16,9 @@ use crate::cluster::live::{AuthorizerSettings, Caches, LiveCluster, client_from_
 use crate::error::CliError;
 use crate::server::body::BodyBudget;
 use crate::server::capture::{self, CaptureHandle, CaptureOptions, RedactPath};
-use crate::server::state::{AppState, DEFAULT_BODY_BUDGET, Limits, Readiness};
+use crate::server::state::{
+    AppState, DEFAULT_BODY_BUDGET, DEFAULT_DECODED_BUDGET, Limits, Readiness,
+};
 use crate::server::tls::{self, CertFiles, CertResolver};
 use crate::server::{BoundServer, Timing, shutdown_signal};
 use crate::telemetry::metrics::Metrics;
@@ -59,12 +62,26 @@ pub struct ServeArgs {
     #[arg(long, env = "KADMIT_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// The bytes of request bodies all requests together may hold at once (at least
-    /// --max-body-bytes). An HTTP/1.1 body that does not fit waits for answered reviews to free
-    /// their share until its deadline, then gets 503; an HTTP/2 body gets 503 at once.
+    /// --max-body-bytes). A body takes its share as it arrives, 16 KiB at a time. When there is
+    /// no room, an HTTP/1.1 body that holds nothing yet, or the oldest one, waits in turn until
+    /// its deadline; any other gets 503 at once, as does an HTTP/2 body.
     #[arg(long, env = "KADMIT_MAX_BUFFERED_BODY_BYTES", default_value_t = DEFAULT_BODY_BUDGET)]
     pub max_buffered_body_bytes: usize,
-    /// How long a client may take to send a request body (never past the request's deadline).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// The memory that decoding the reviews being answered may build, all together (at least
+    /// --max-decoded-bytes). A review waits in turn for its share until its deadline, then gets
+    /// 503; a body over 256 KiB takes --max-decoded-bytes before it is decoded and gives back
+    /// what it did not use.
+    #[arg(long, env = "KADMIT_MAX_BUFFERED_DECODED_BYTES", default_value_t = DEFAULT_DECODED_BUDGET)]
+    pub max_buffered_decoded_bytes: usize,
+    /// The most memory decoding one review may build (as kadmit counts it: twice what the
+    /// decoded lists and maps take, plus their strings). An object past it is denied (code 400,
+    /// naming the list where decoding stopped), whatever failure.onError says; real pods need a
+    /// small fraction of the default.
+    #[arg(long, env = "KADMIT_MAX_DECODED_BYTES", default_value_t = DEFAULT_MAX_DECODED_BYTES)]
+    pub max_decoded_bytes: usize,
+    /// How long a client may take to send a request body (never past the request's deadline);
+    /// a stalled upload is cut off with 408 when it has passed.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub body_read_timeout: Duration,
     /// How long a client may take to send request headers, idle keep-alive time and the wait
     /// for a new connection's first request included.
@@ -159,6 +176,13 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             args.max_buffered_body_bytes, args.max_body_bytes
         )));
     }
+    if args.max_buffered_decoded_bytes < args.max_decoded_bytes {
+        // A large review could never get its share.
+        return Err(CliError::Usage(format!(
+            "--max-buffered-decoded-bytes ({}) must be at least --max-decoded-bytes ({})",
+            args.max_buffered_decoded_bytes, args.max_decoded_bytes
+        )));
+    }
     let config = load_config(args.config.as_deref())?;
     let metrics = Arc::new(Metrics::new());
     let capture = match &args.capture_dir {
@@ -247,6 +271,8 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             max_body_bytes: args.max_body_bytes,
             body_read_timeout: args.body_read_timeout,
             body_budget: BodyBudget::new(args.max_buffered_body_bytes),
+            decoded_budget: BodyBudget::new(args.max_buffered_decoded_bytes),
+            max_decoded_bytes: args.max_decoded_bytes,
         },
         readiness,
         capture: capture.clone(),

@@ -74,13 +74,45 @@ async fn answer(
         deadline.min(started + state.limits.body_read_timeout),
     )
     .await?;
-    // Decoded for this endpoint only: `/mutate` skips what only Pod Security reads.
-    let review = Review::from_slice_for(&body, endpoint).map_err(|err| {
+    // Decoded for this endpoint only (`/mutate` skips what only Pod Security reads), within the
+    // decoding limit; what it built is counted in a budget of its own, held until the answer,
+    // so that concurrent large reviews queue rather than multiply.
+    let large = body.len() > INLINE_BODY_BYTES;
+    let budget = &state.limits.decoded_budget;
+    let no_room = || {
         Rejection::new(
-            StatusCode::BAD_REQUEST,
-            format!("not an admission review: {err}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Budget {
+                budget: budget.bytes(),
+            }
+            .to_string(),
         )
-    })?;
+    };
+    let (review, _decoded_share) = if large {
+        // Decoded on the blocking pool, where any number may run at once: each first takes
+        // what it may build (waiting in turn), then gives back what it did not.
+        let mut share = budget
+            .reserve(state.limits.max_decoded_bytes, deadline)
+            .await
+            .ok_or_else(no_room)?;
+        let review = decode(endpoint, state, &body, large).await?;
+        share.shrink_to(review.decoded_bytes());
+        (review, share)
+    } else {
+        // Decoded inline, at most one per I/O worker at a time; what it built is then counted.
+        let review = decode(endpoint, state, &body, large).await?;
+        match budget.try_reserve(review.decoded_bytes()) {
+            Some(share) => (review, share),
+            None => {
+                // No room now: give back what decoding built, wait in turn for that much, and
+                // decode again once it is counted.
+                let bytes = review.decoded_bytes();
+                drop(review);
+                let share = budget.reserve(bytes, deadline).await.ok_or_else(no_room)?;
+                (decode(endpoint, state, &body, large).await?, share)
+            }
+        }
+    };
     // Capture (when on and this uid is sampled) keeps the body: a reference count, not a copy.
     let capture = state
         .capture
@@ -105,7 +137,7 @@ async fn answer(
     let kind = request.kind.kind.clone();
     let operation = request.operation.as_str();
     let version = review.version;
-    let decision = evaluate(endpoint, state, review, deadline, timeout)
+    let decision = evaluate(endpoint, state, review, deadline, timeout, large)
         .instrument(span.clone())
         .await;
     let response = &decision.response;
@@ -149,18 +181,55 @@ async fn answer(
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }
 
+/// Bodies larger than this are decoded and evaluated on the blocking pool: a usual review costs
+/// microseconds, inline; a review of a few MiB costs tens of milliseconds, which on an I/O
+/// worker would delay every other connection's handshakes, reads and probes.
+const INLINE_BODY_BYTES: usize = 256 * 1024;
+
+/// Decodes `body` for `endpoint` within the decoding limit, on the blocking pool when `large`.
+async fn decode(
+    endpoint: Endpoint,
+    state: &AppState,
+    body: &Bytes,
+    large: bool,
+) -> Result<Review, Rejection> {
+    let limit = state.limits.max_decoded_bytes;
+    let decoded = if large {
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || Review::from_slice_within(&body, Some(endpoint), limit))
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "decoding a review panicked");
+                Rejection::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "decoding the review failed (a bug; the server keeps running)".to_owned(),
+                )
+            })?
+    } else {
+        Review::from_slice_within(body, Some(endpoint), limit)
+    };
+    decoded.map_err(|err| {
+        Rejection::new(
+            StatusCode::BAD_REQUEST,
+            format!("not an admission review: {err}"),
+        )
+    })
+}
+
 /// Runs the pipeline, answering per `failure.onError` if it has not finished by `deadline`.
 ///
-/// Policies are synchronous; when any may block they run on the blocking pool, so one that
-/// hangs (a stuck authorizer, a bug) costs a thread, never the answer or the async workers.
+/// Policies are synchronous; when any may block, or the review is `large`, they run on the
+/// blocking pool, so one that hangs (a stuck authorizer, a bug) or takes long costs a thread,
+/// never the answer or the async workers.
 async fn evaluate(
     endpoint: Endpoint,
     state: &Arc<AppState>,
     review: Review,
     deadline: Instant,
     timeout: Duration,
+    large: bool,
 ) -> Decision {
-    if !state.pipeline.may_block(&review) {
+    if !large && !state.pipeline.may_block(&review) {
         // Pure, in-memory policies finish in microseconds: no thread handoff. Their open-ended
         // work (a namespace's existing pods) is bounded by the deadline they are given.
         return state.pipeline.evaluate_tracked(

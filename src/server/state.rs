@@ -35,18 +35,36 @@ pub struct Limits {
     pub body_read_timeout: Duration,
     /// The bytes of bodies all requests together may hold (see [`BodyBudget`]).
     pub body_budget: BodyBudget,
+    /// The bytes that decoding the reviews being answered may build, all together: a second
+    /// budget, so that a review waiting for its share of it (holding its body's share) can
+    /// never keep the reviews that hold one from finishing.
+    pub decoded_budget: BodyBudget,
+    /// The most that decoding one review may build in memory; an object past it is denied.
+    pub max_decoded_bytes: usize,
 }
 
 /// The default `--max-buffered-body-bytes`: a quarter of the chart's memory limit, room for
 /// thousands of usual reviews (a pod review is a few KiB) or eight of the largest.
 pub const DEFAULT_BODY_BUDGET: usize = 64 * 1024 * 1024;
 
+/// The default `--max-buffered-decoded-bytes`: what decoding the reviews being answered may
+/// build, all together. Two reviews at the default `--max-decoded-bytes` (large reviews take
+/// that much before they are decoded), or thousands of usual ones (tens of KiB each).
+pub const DEFAULT_DECODED_BUDGET: usize = 32 * 1024 * 1024;
+
+/// The default `--body-read-timeout`: a stalled upload is cut off this soon. The API server
+/// sends a review at once (at most 3 MiB, in-cluster), so this only ever cuts off stalled or
+/// deliberately slow clients.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_body_bytes: 8 * 1024 * 1024,
-            body_read_timeout: Duration::from_secs(10),
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             body_budget: BodyBudget::new(DEFAULT_BODY_BUDGET),
+            decoded_budget: BodyBudget::new(DEFAULT_DECODED_BUDGET),
+            max_decoded_bytes: kadmit_core::review::DEFAULT_MAX_DECODED_BYTES,
         }
     }
 }
