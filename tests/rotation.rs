@@ -165,3 +165,158 @@ async fn rotation_under_traffic_fails_no_request() {
     assert!(ok > 50, "too little traffic to mean anything: {ok}");
     server.stop().await;
 }
+
+/// `kadmit_tls_certificate_reloads_total{result}` as /metrics shows it.
+fn reloads(server: &TestServer, result: &str) -> u64 {
+    let prefix = format!("kadmit_tls_certificate_reloads_total{{result=\"{result}\"}} ");
+    server
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Waits (at most 20 s) until the reload counter for `result` reaches `n`.
+async fn reloads_reach(server: &TestServer, result: &str, n: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reloads(server, result) < n {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
+
+/// Points `tls.crt` at `target` atomically (a symlink renamed over it), as a writer with access
+/// to the volume could.
+fn point_cert_at(dir: &std::path::Path, target: &std::path::Path) {
+    let tmp = dir.join("tls.crt.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("tls.crt")).unwrap();
+}
+
+/// A server serving `certs` that checks its files every 100 ms.
+async fn reloading_server(certs: &GeneratedCerts) -> TestServer {
+    TestServer::start_with_certs(
+        TestOptions {
+            cert_reload_interval: Some(Duration::from_millis(100)),
+            ..TestOptions::default()
+        },
+        certs.clone(),
+    )
+    .await
+}
+
+/// A client trusting `cas` that opens a new connection (so a new handshake) per request.
+fn fresh_client(server: &TestServer, cas: &[&str]) -> reqwest::Client {
+    common::client_builder(cas, server.addr)
+        .pool_max_idle_per_host(0)
+        .tls_info(true)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_as_the_certificate_is_counted_and_a_later_rotation_still_loads() {
+    let first = common::service_certs();
+    let second = common::service_certs();
+    let server = reloading_server(&first).await;
+    let url = server.url("/validate");
+    let client = || fresh_client(&server, &[&first.ca_pem, &second.ca_pem]);
+
+    let fifo = server.dir.path().join("fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    point_cert_at(server.dir.path(), &fifo);
+    if !reloads_reach(&server, "failure", 1).await {
+        // Release a reader stuck opening the FIFO (opening it read-write does not wait), so the
+        // test fails instead of hanging at runtime shutdown.
+        drop(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo),
+        );
+        panic!("a FIFO in place of tls.crt was never counted as a failed reload");
+    }
+    assert_eq!(served_leaf(&client(), &url).await, der(&first));
+    // Still a FIFO several polls later: reported once, not every poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reloads(&server, "failure"), 1);
+
+    // A real rotation afterwards is picked up: the reloader is not stuck on the FIFO.
+    common::write_secret_volume(server.dir.path(), &second);
+    point_cert_at(server.dir.path(), std::path::Path::new("..data/tls.crt"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served_leaf(&client(), &url).await != der(&second) {
+        assert!(
+            Instant::now() < deadline,
+            "the rotation after the FIFO was never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reloads(&server, "success"), 1);
+    assert_eq!(reloads(&server, "failure"), 1);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_zero_as_the_certificate_is_refused_not_read() {
+    let first = common::service_certs();
+    let server = reloading_server(&first).await;
+    let url = server.url("/validate");
+    point_cert_at(server.dir.path(), std::path::Path::new("/dev/zero"));
+    assert!(
+        reloads_reach(&server, "failure", 1).await,
+        "/dev/zero in place of tls.crt was never counted as a failed reload"
+    );
+    assert_eq!(
+        served_leaf(&fresh_client(&server, &[&first.ca_pem]), &url).await,
+        der(&first)
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(reloads(&server, "failure"), 1);
+    assert_eq!(reloads(&server, "success"), 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_clients_would_refuse_are_not_loaded() {
+    let first = common::service_certs();
+    let second = common::service_certs();
+    let server = reloading_server(&first).await;
+    let url = server.url("/validate");
+    let client = || fresh_client(&server, &[&first.ca_pem, &second.ca_pem]);
+    // The new leaf and its own key, with the leaf repeated as "intermediates": only the chain
+    // is wrong.
+    let chain_of = |n: usize| GeneratedCerts {
+        ca_pem: second.ca_pem.clone(),
+        cert_pem: second.cert_pem.repeat(n),
+        key_pem: second.key_pem.clone(),
+    };
+
+    common::write_secret_volume(server.dir.path(), &chain_of(2000));
+    assert!(
+        reloads_reach(&server, "failure", 1).await,
+        "a 2000-certificate chain was not refused (success count: {})",
+        reloads(&server, "success")
+    );
+    assert_eq!(served_leaf(&client(), &url).await, der(&first));
+
+    // Small enough to read, still longer than clients accept.
+    common::write_secret_volume(server.dir.path(), &chain_of(11));
+    assert!(
+        reloads_reach(&server, "failure", 2).await,
+        "an 11-certificate chain was not refused (success count: {})",
+        reloads(&server, "success")
+    );
+    assert_eq!(served_leaf(&client(), &url).await, der(&first));
+    assert_eq!(reloads(&server, "success"), 0);
+    server.stop().await;
+}
