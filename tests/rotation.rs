@@ -235,8 +235,11 @@ async fn a_fifo_as_the_certificate_is_counted_and_a_later_rotation_still_loads()
     assert!(status.success());
     point_cert_at(server.dir.path(), &fifo);
     if !reloads_reach(&server, "failure", 1).await {
-        // Release a reader stuck opening the FIFO (opening it read-write does not wait), so the
-        // test fails instead of hanging at runtime shutdown.
+        // Release a reader stuck opening the FIFO (opening it read-write does not wait), after
+        // pointing tls.crt away so the next poll does not block again, so the test fails
+        // instead of hanging at runtime shutdown.
+        point_cert_at(server.dir.path(), std::path::Path::new("..data/tls.crt"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
         drop(
             std::fs::OpenOptions::new()
                 .read(true)
