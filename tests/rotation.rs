@@ -1,7 +1,9 @@
 //! Certificate rotation under continuous traffic: the files are replaced the way a Kubernetes
 //! secret volume replaces them (`..data` symlink swap) while clients keep sending; no request
 //! fails, new connections get the new certificate, and a broken pair is refused while the
-//! current one keeps serving.
+//! current one keeps serving. Files a writer could put in the pair's place to hang or mislead the
+//! reloader (a FIFO, `/dev/zero`, a chain no client accepts) are refused and counted, at startup
+//! with exit 2.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -322,4 +324,113 @@ async fn chains_clients_would_refuse_are_not_loaded() {
     assert_eq!(served_leaf(&client(), &url).await, der(&first));
     assert_eq!(reloads(&server, "success"), 0);
     server.stop().await;
+}
+
+/// Runs `kadmit serve` with `args` and returns its exit code and stderr, killing it (and
+/// failing) if it has not exited within 20 s: it must refuse these files, not wait on them.
+fn serve_refuses(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kadmit"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--metrics-bind",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kadmit serve {args:?} did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status.code(), stderr)
+}
+
+#[test]
+fn startup_refuses_the_same_files_with_exit_2() {
+    let certs = common::service_certs();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    std::fs::write(path("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(path("tls.key"), &certs.key_pem).unwrap();
+    std::fs::write(path("long.crt"), certs.cert_pem.repeat(11)).unwrap();
+    let status = std::process::Command::new("mkfifo")
+        .arg(path("fifo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let zero = std::path::Path::new("/dev/zero");
+    let cases: [(
+        &std::path::Path,
+        &std::path::Path,
+        Option<&std::path::Path>,
+        String,
+    ); 5] = [
+        (
+            &path("fifo"),
+            &path("tls.key"),
+            None,
+            format!("{} is a FIFO, not a regular file", path("fifo").display()),
+        ),
+        (
+            zero,
+            &path("tls.key"),
+            None,
+            "/dev/zero is a character device, not a regular file".to_owned(),
+        ),
+        (
+            &path("tls.crt"),
+            &path("fifo"),
+            None,
+            format!("{} is a FIFO", path("fifo").display()),
+        ),
+        (
+            &path("long.crt"),
+            &path("tls.key"),
+            None,
+            "the chain holds 11 certificates, more than the 10 a client accepts".to_owned(),
+        ),
+        (
+            &path("tls.crt"),
+            &path("tls.key"),
+            Some(&path("fifo")),
+            format!("{} is a FIFO", path("fifo").display()),
+        ),
+    ];
+    for (cert, key, client_ca, expected) in cases {
+        let mut args = vec![
+            "--tls-cert-file".as_ref(),
+            cert.as_os_str(),
+            "--tls-private-key-file".as_ref(),
+            key.as_os_str(),
+        ];
+        if let Some(ca) = client_ca {
+            args.extend(["--client-ca-file".as_ref(), ca.as_os_str()]);
+        }
+        let (code, stderr) = serve_refuses(&args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&expected),
+            "{args:?}: expected {expected:?} in\n{stderr}"
+        );
+    }
 }
