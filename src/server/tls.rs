@@ -45,10 +45,12 @@ pub const MAX_CHAIN_CERTIFICATES: usize = 10;
 
 /// The most DER bytes in the served chain.
 ///
-/// Go's TLS client (the API server's) refuses a Certificate handshake message above 256 KiB,
-/// and releases before that capped every handshake message at 64 KiB; rustls clients cap
-/// handshake messages at 64 KiB too. A chain above 64 KiB would load and then fail handshakes.
-pub const MAX_CHAIN_DER_BYTES: usize = 64 * 1024;
+/// The chain travels in one Certificate handshake message. rustls clients refuse handshake
+/// messages of 64 KiB or more (`MAX_HANDSHAKE_SIZE = 0xffff`); Go's TLS client (the API
+/// server's) refuses a Certificate message above 256 KiB, and releases before that capped every
+/// handshake message at 64 KiB. 60 KiB of DER keeps the message, with its per-certificate
+/// framing, under all of them: a larger chain would load and then fail handshakes.
+pub const MAX_CHAIN_DER_BYTES: usize = 60 * 1024;
 
 /// How long one poll may spend reading the pair before the reloader stops waiting for it.
 ///
@@ -692,7 +694,7 @@ mod tests {
         }
         let err = certified_key(pem.as_bytes(), certs.key_pem.as_bytes(), "big").unwrap_err();
         assert!(matches!(err, TlsError::ChainTooLarge { .. }), "{err}");
-        assert!(err.to_string().contains("more than the 65536"), "{err}");
+        assert!(err.to_string().contains("more than the 61440"), "{err}");
     }
 
     #[test]
