@@ -306,6 +306,7 @@ async fn chains_clients_would_refuse_are_not_loaded() {
         key_pem: second.key_pem.clone(),
     };
 
+    // About 1.3 MB of PEM: refused by the file size cap before it is parsed.
     common::write_secret_volume(server.dir.path(), &chain_of(2000));
     assert!(
         reloads_reach(&server, "failure", 1).await,
@@ -314,7 +315,7 @@ async fn chains_clients_would_refuse_are_not_loaded() {
     );
     assert_eq!(served_leaf(&client(), &url).await, der(&first));
 
-    // Small enough to read, still longer than clients accept.
+    // Small enough to read, still longer than clients accept: refused by the chain length.
     common::write_secret_volume(server.dir.path(), &chain_of(11));
     assert!(
         reloads_reach(&server, "failure", 2).await,

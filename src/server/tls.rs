@@ -469,38 +469,61 @@ pub async fn watch_cert_files(
     interval: Duration,
     metrics: Arc<Metrics>,
 ) {
-    let mut state = ReloadState {
-        last_content: files.read().ok(),
-        last_error: None,
+    let reader = files.clone();
+    let poll = Poll {
+        files,
+        interval,
+        read_timeout: READ_TIMEOUT,
     };
-    // A read that outlived READ_TIMEOUT: polls wait for it to return rather than start another
-    // blocked thread each time.
-    let mut stuck: Option<tokio::task::JoinHandle<Result<Pair, TlsError>>> = None;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        ticker.tick().await;
-        if stuck.as_ref().is_some_and(|read| !read.is_finished()) {
-            continue;
-        }
-        // A stuck read that has since returned is stale; read afresh.
-        stuck = None;
-        let reader = files.clone();
-        let mut read = tokio::task::spawn_blocking(move || reader.read());
-        let outcome = match tokio::time::timeout(READ_TIMEOUT, &mut read).await {
-            Ok(Ok(result)) => result.map_err(|err| err.to_string()),
-            Ok(Err(err)) => Err(format!("certificate reader task failed: {err}")),
-            Err(_) => {
-                stuck = Some(read);
-                Err(format!(
-                    "reading {} took longer than {READ_TIMEOUT:?}",
-                    files.describe()
-                ))
-            }
+    poll.run(move || reader.read(), &resolver, &metrics).await;
+}
+
+/// The reload loop, with the reading and the timeout injectable so tests can stall a read.
+struct Poll {
+    /// Named in logs and errors.
+    files: CertFiles,
+    interval: Duration,
+    read_timeout: Duration,
+}
+
+impl Poll {
+    async fn run<R>(self, read: R, resolver: &CertResolver, metrics: &Metrics)
+    where
+        R: Fn() -> Result<Pair, TlsError> + Clone + Send + 'static,
+    {
+        let mut state = ReloadState {
+            last_content: read().ok(),
+            last_error: None,
         };
-        if let Some(key) = state.observe(outcome, &files, &metrics) {
-            resolver.set(key);
+        // A read that outlived `read_timeout`: polls wait for it to return rather than start
+        // another blocked thread each time.
+        let mut stuck: Option<tokio::task::JoinHandle<Result<Pair, TlsError>>> = None;
+        let mut ticker = tokio::time::interval(self.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if stuck.as_ref().is_some_and(|task| !task.is_finished()) {
+                continue;
+            }
+            // A stuck read that has since returned is stale; read afresh.
+            stuck = None;
+            let mut task = tokio::task::spawn_blocking(read.clone());
+            let outcome = match tokio::time::timeout(self.read_timeout, &mut task).await {
+                Ok(Ok(result)) => result.map_err(|err| err.to_string()),
+                Ok(Err(err)) => Err(format!("certificate reader task failed: {err}")),
+                Err(_) => {
+                    stuck = Some(task);
+                    Err(format!(
+                        "reading {} took longer than {:?}",
+                        self.files.describe(),
+                        self.read_timeout
+                    ))
+                }
+            };
+            if let Some(key) = state.observe(outcome, &self.files, metrics) {
+                resolver.set(key);
+            }
         }
     }
 }
@@ -754,5 +777,87 @@ mod tests {
         assert!(state.observe(Ok(rotated), &files, &metrics).is_none());
         assert_eq!(reloads(&metrics, "success"), 1);
         assert_eq!(reloads(&metrics, "failure"), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_read_is_counted_once_and_does_not_stop_the_loop() {
+        use std::sync::Mutex;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let first = pair();
+        let second = pair();
+        let metrics = Arc::new(Metrics::new());
+        let resolver = CertResolver::new(
+            certified_key(first.cert_pem.as_bytes(), first.key_pem.as_bytes(), "first").unwrap(),
+        );
+        // Read 0 (the loop's baseline) returns the first pair, read 1 stalls until released,
+        // later reads return the second pair.
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, stalled) = mpsc::channel::<()>();
+        let stalled = Arc::new(Mutex::new(stalled));
+        let read = {
+            let (calls, stalled) = (Arc::clone(&calls), Arc::clone(&stalled));
+            let (first, second) = (first.clone(), second.clone());
+            move || -> Result<Pair, TlsError> {
+                let certs = match calls.fetch_add(1, Ordering::SeqCst) {
+                    0 => &first,
+                    1 => {
+                        let _ = stalled.lock().unwrap().recv();
+                        &first
+                    }
+                    _ => &second,
+                };
+                Ok((
+                    certs.cert_pem.clone().into_bytes(),
+                    certs.key_pem.clone().into_bytes(),
+                ))
+            }
+        };
+        let poll = Poll {
+            files: CertFiles {
+                cert: PathBuf::from("tls.crt"),
+                key: PathBuf::from("tls.key"),
+            },
+            interval: Duration::from_millis(20),
+            read_timeout: Duration::from_millis(50),
+        };
+        let task = {
+            let (resolver, metrics) = (Arc::clone(&resolver), Arc::clone(&metrics));
+            tokio::spawn(async move { poll.run(read, &resolver, &metrics).await })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reloads(&metrics, "failure") == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the stall was not counted"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Many polls while stalled: one failure, and no second read started behind the first.
+        assert_eq!(reloads(&metrics, "failure"), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while reloads(&metrics, "success") == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no reload after the stall"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            resolver.get().end_entity_cert().unwrap().as_ref(),
+            certified_key(
+                second.cert_pem.as_bytes(),
+                second.key_pem.as_bytes(),
+                "second"
+            )
+            .unwrap()
+            .end_entity_cert()
+            .unwrap()
+            .as_ref()
+        );
+        assert_eq!(reloads(&metrics, "failure"), 1);
+        task.abort();
     }
 }
