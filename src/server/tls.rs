@@ -38,9 +38,9 @@ pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
 /// A served chain is the leaf and the intermediates between it and the CA in the `caBundle`;
 /// real ones hold two to four. Clients refuse long paths anyway: rustls-webpki accepts at most 6
 /// intermediates, and Go's verifier (the API server's) gives up after 100 signature checks
-/// across the candidates it is given. 10 allows the longest path a client accepts plus the CA
-/// itself, which some tools append, and refuses at reload time what would otherwise be
-/// "loaded" and then fail every handshake.
+/// across the candidates it is given. 10 holds the longest path a client accepts (the leaf and 6
+/// intermediates) plus the CA itself, which some tools append, with room to spare, and refuses at
+/// reload time what would otherwise be "loaded" and then fail every handshake.
 pub const MAX_CHAIN_CERTIFICATES: usize = 10;
 
 /// The most DER bytes in the served chain.
