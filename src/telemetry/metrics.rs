@@ -1,7 +1,11 @@
 //! Prometheus metrics, served on the metrics port at `/metrics`.
 //!
-//! Label values are bounded: kinds and operations outside a known set are reported as `other`,
-//! so a client sending made-up kinds cannot grow the series count.
+//! Label values are bounded: every value that comes from a request (kind, subresource) is taken
+//! from a fixed set, anything else reported as `other`, so a client sending made-up values cannot
+//! grow the series count (and /metrics with it). The other labels are bounded by construction:
+//! endpoints, operations, decisions, results and reasons are constants, HTTP codes are the ones
+//! kadmit answers with, policy names come from the configuration, and Pod Security's
+//! `policy_version` is `latest`, `future` or a `v1.N` kadmit knows.
 
 use std::sync::Mutex;
 
@@ -31,6 +35,35 @@ const KNOWN_KINDS: &[&str] = &[
     "Job",
     "CronJob",
 ];
+
+/// Subresources reported by name in the Pod Security metrics; anything else is `other`.
+///
+/// Those of pods that Pod Security sees (the empty string is the pod itself) and those of the
+/// workload resources (`status`, `scale`); the API server only sends existing subresources, but
+/// a review can be posted to kadmit directly with any string.
+const KNOWN_SUBRESOURCES: &[&str] = &[
+    "",
+    "ephemeralcontainers",
+    "status",
+    "binding",
+    "eviction",
+    "exec",
+    "attach",
+    "portforward",
+    "log",
+    "proxy",
+    "resize",
+    "scale",
+];
+
+/// `value` if it is in `known`, else `other`: a label value from a fixed set.
+fn bounded(known: &[&'static str], value: &str) -> &'static str {
+    known
+        .iter()
+        .copied()
+        .find(|k| *k == value)
+        .unwrap_or("other")
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -76,14 +109,14 @@ struct PsaEvaluationLabels {
     mode: &'static str,
     request_operation: &'static str,
     resource: &'static str,
-    subresource: String,
+    subresource: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PsaRequestLabels {
     request_operation: &'static str,
     resource: &'static str,
-    subresource: String,
+    subresource: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -91,7 +124,7 @@ struct PsaErrorLabels {
     fatal: &'static str,
     request_operation: &'static str,
     resource: &'static str,
-    subresource: String,
+    subresource: &'static str,
 }
 
 /// Every instrument kadmit reports.
@@ -239,7 +272,7 @@ impl Metrics {
                     mode,
                     request_operation: request.operation,
                     resource: request.resource,
-                    subresource: request.subresource.clone(),
+                    subresource: bounded(KNOWN_SUBRESOURCES, &request.subresource),
                 })
                 .inc(),
             PolicyEvent::PodSecurity(MetricEvent::Exemption(request)) => self
@@ -247,7 +280,7 @@ impl Metrics {
                 .get_or_create(&PsaRequestLabels {
                     request_operation: request.operation,
                     resource: request.resource,
-                    subresource: request.subresource.clone(),
+                    subresource: bounded(KNOWN_SUBRESOURCES, &request.subresource),
                 })
                 .inc(),
             PolicyEvent::PodSecurity(MetricEvent::Error { fatal, request }) => self
@@ -256,7 +289,7 @@ impl Metrics {
                     fatal: if *fatal { "true" } else { "false" },
                     request_operation: request.operation,
                     resource: request.resource,
-                    subresource: request.subresource.clone(),
+                    subresource: bounded(KNOWN_SUBRESOURCES, &request.subresource),
                 })
                 .inc(),
             _ => 0,
@@ -272,11 +305,7 @@ impl Metrics {
         allowed: bool,
         seconds: f64,
     ) {
-        let kind = KNOWN_KINDS
-            .iter()
-            .copied()
-            .find(|k| *k == kind)
-            .unwrap_or("other");
+        let kind = bounded(KNOWN_KINDS, kind);
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint,
@@ -373,5 +402,78 @@ pub struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kadmit_core::config::Level;
+    use kadmit_core::policy::PolicyEvent;
+    use kadmit_core::policy::pod_security::{MetricEvent, MetricRequest};
+
+    fn request(subresource: &str) -> MetricRequest {
+        MetricRequest {
+            operation: "create",
+            resource: "pod",
+            subresource: subresource.to_owned(),
+        }
+    }
+
+    /// Every line of the exposition that is a sample, not a comment.
+    fn samples(text: &str) -> Vec<&str> {
+        text.lines().filter(|l| !l.starts_with('#')).collect()
+    }
+
+    #[test]
+    fn request_supplied_label_values_come_from_a_fixed_set() {
+        let metrics = Metrics::new();
+        for n in 0..500 {
+            let made_up = format!("sub{n}");
+            metrics.policy_event(&PolicyEvent::PodSecurity(MetricEvent::Evaluation {
+                decision: "allow",
+                level: Level::Privileged,
+                version: "latest".to_owned(),
+                mode: "enforce",
+                request: request(&made_up),
+            }));
+            metrics.policy_event(&PolicyEvent::PodSecurity(MetricEvent::Exemption(request(
+                &made_up,
+            ))));
+            metrics.policy_event(&PolicyEvent::PodSecurity(MetricEvent::Error {
+                fatal: true,
+                request: request(&made_up),
+            }));
+            metrics.request("validate", &format!("Kind{n}"), "CREATE", true, 0.001);
+        }
+        // Known values keep their names, including the pod itself (empty).
+        for known in ["", "ephemeralcontainers", "resize", "status", "scale"] {
+            metrics.policy_event(&PolicyEvent::PodSecurity(MetricEvent::Exemption(request(
+                known,
+            ))));
+        }
+        let text = metrics.encode();
+        assert!(!text.contains("sub4"), "{text}");
+        assert!(!text.contains("Kind4"), "{text}");
+        for expected in [
+            r#"pod_security_evaluations_total{decision="allow",policy_level="privileged",policy_version="latest",mode="enforce",request_operation="create",resource="pod",subresource="other"} 500"#,
+            r#"pod_security_exemptions_total{request_operation="create",resource="pod",subresource="other"} 500"#,
+            r#"pod_security_errors_total{fatal="true",request_operation="create",resource="pod",subresource="other"} 500"#,
+            r#"kadmit_admission_requests_total{endpoint="validate",kind="other",operation="CREATE",decision="allowed"} 500"#,
+            r#"pod_security_exemptions_total{request_operation="create",resource="pod",subresource=""} 1"#,
+            r#"pod_security_exemptions_total{request_operation="create",resource="pod",subresource="ephemeralcontainers"} 1"#,
+            r#"pod_security_exemptions_total{request_operation="create",resource="pod",subresource="scale"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == expected), "{expected}\n{text}");
+        }
+        // 3 Pod Security series for `other` and the 5 known exemptions; 1 request series.
+        let series = |prefix: &str| {
+            samples(&text)
+                .iter()
+                .filter(|l| l.starts_with(prefix))
+                .count()
+        };
+        assert_eq!(series("pod_security_"), 3 + 5, "{text}");
+        assert_eq!(series("kadmit_admission_requests_total"), 1, "{text}");
     }
 }
