@@ -16,6 +16,7 @@ use super::body::{self, BodyError, BufferedBody};
 use super::deadline;
 use super::rejection::Rejection;
 use super::state::AppState;
+use crate::telemetry::fields::bounded;
 
 /// `POST /mutate`.
 pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -36,7 +37,13 @@ async fn review(endpoint: Endpoint, state: Arc<AppState>, request: Request) -> R
         Err(rejection) => {
             state.metrics.rejected(name, rejection.code.as_u16());
             state.metrics.observe(name, started.elapsed().as_secs_f64());
-            tracing::info!(endpoint = name, code = rejection.code.as_u16(), reason = %rejection.message, "request rejected");
+            // The message may quote the request and be megabytes long: bounded, as a string.
+            tracing::info!(
+                endpoint = name,
+                code = rejection.code.as_u16(),
+                reason = &*bounded(&rejection.message),
+                "request rejected"
+            );
             rejection.into_response()
         }
     }
@@ -91,15 +98,16 @@ async fn answer(
 
     let request = &review.request;
     let dry_run = request.dry_run.unwrap_or(false);
+    // What the client sent is recorded as bounded strings, never `%`: see telemetry::fields.
     let span = tracing::info_span!(
         "review",
-        uid = %request.uid,
+        uid = &*bounded(&request.uid),
         endpoint = endpoint.as_str(),
-        kind = %request.kind.kind,
-        namespace = request.namespace(),
+        kind = &*bounded(&request.kind.kind),
+        namespace = &*bounded(request.namespace()),
         // Not `name`: the JSON log writes the span's own name under that key, and a second
         // `name` in the same object is dropped or misread by log tooling.
-        object_name = request.name(),
+        object_name = &*bounded(request.name()),
         operation = request.operation.as_str(),
     );
     let kind = request.kind.kind.clone();
@@ -134,11 +142,14 @@ async fn answer(
             code = response.status.as_ref().map(|s| s.code),
             policy = decision.denied_by.as_deref().unwrap_or(""),
             // Not `message`: that is the event's own text ("denied") in the log.
-            status_message = response
-                .status
-                .as_ref()
-                .map(|s| s.message.as_str())
-                .unwrap_or(""),
+            // The answer keeps the whole message; the log a bounded prefix.
+            status_message = &*bounded(
+                response
+                    .status
+                    .as_ref()
+                    .map(|s| s.message.as_str())
+                    .unwrap_or("")
+            ),
             "denied"
         );
     }
