@@ -98,11 +98,7 @@ impl Review {
     fn from_slice_inner(body: &[u8], endpoint: Option<Endpoint>) -> Result<Self, DecodeError> {
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
-            Err(err) => {
-                return Err(DecodeError::NotUtf8 {
-                    offset: err.valid_up_to(),
-                });
-            }
+            Err(err) => return Err(DecodeError::not_utf8(body, err.valid_up_to())),
         };
         if let Some(review) = one_pass::decode(text, endpoint) {
             return Ok(review);
