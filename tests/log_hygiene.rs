@@ -559,3 +559,85 @@ fn long_messages_are_cut_in_the_log_not_in_the_answer() {
         "{logged}"
     );
 }
+
+/// A gzip body: refused before it is read when the request says `Content-Encoding: gzip`,
+/// and named as compressed when it does not; either way one log line says why.
+#[test]
+fn compressed_bodies_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::service_certs();
+    let args = serve_args(dir.path(), &certs);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let server = common::process::spawn_serve(&args);
+    // The first bytes of `gzip` output: magic number, deflate, no flags, time, extra, OS.
+    let gzip = vec![
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56,
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::client_builder(&[&certs.ca_pem], server.webhook)
+            .build()
+            .unwrap();
+        let url = format!(
+            "https://{}:{}/validate",
+            common::SERVICE_NAME,
+            server.webhook.port()
+        );
+        for (encoding, status, message) in [
+            (
+                Some("gzip"),
+                415,
+                "Content-Encoding `gzip` is not supported: send the AdmissionReview uncompressed, without Content-Encoding",
+            ),
+            (
+                Some("identity, x-zstd"),
+                415,
+                "Content-Encoding `identity, x-zstd` is not supported",
+            ),
+            (
+                None,
+                400,
+                "not an admission review: the body is not JSON: it starts with the gzip magic number, so it looks gzip-compressed",
+            ),
+        ] {
+            let mut request = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(gzip.clone());
+            if let Some(encoding) = encoding {
+                request = request.header("content-encoding", encoding);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), status, "{encoding:?}");
+            let answer: Value = response.json().await.unwrap();
+            let text = answer["message"].as_str().unwrap();
+            assert!(text.starts_with(message), "{encoding:?}: {text}");
+        }
+        // `identity` is no encoding at all.
+        let review = privileged_review("plain", "app");
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", "identity")
+            .body(review.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    wait_for(&server.log, "request rejected", 3);
+    let log = server.log.lock().unwrap().clone();
+    let refusals: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["fields"]["message"] == "request rejected")
+        .collect();
+    assert_eq!(refusals.len(), 3, "{log:#?}");
+    assert!(
+        refusals.iter().any(|line| line["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("looks gzip-compressed")),
+        "{refusals:#?}"
+    );
+}

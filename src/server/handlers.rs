@@ -66,6 +66,7 @@ async fn answer(
         ));
     }
     check_content_type(&parts.headers)?;
+    check_content_encoding(&parts.headers)?;
     let timeout = deadline::timeout_from_query(parts.uri.query())
         .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message))?;
     let deadline = started + deadline::budget(timeout);
@@ -264,6 +265,31 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
             }
         },
     ))
+}
+
+/// Refuses a body sent with a `Content-Encoding` other than `identity`, before reading it.
+///
+/// The API server never compresses a review, and kadmit does not decode one: a decompressor
+/// would let a small body become a large one past `--max-body-bytes`. Without this check a
+/// gzip body is read and refused as "not JSON"; with it the client learns why.
+fn check_content_encoding(headers: &HeaderMap) -> Result<(), Rejection> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("(not text)");
+        let compressed = text
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+        if compressed {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Encoding `{text}` is not supported: send the AdmissionReview \
+                     uncompressed, without Content-Encoding"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn read_body(
