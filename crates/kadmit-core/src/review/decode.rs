@@ -187,7 +187,7 @@ fn enum_field_error(
             .to_owned(),
         _ => return None,
     };
-    let name = match path.iter().last() {
+    let name = match path.iter().next_back() {
         Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
         _ => "value",
     };
