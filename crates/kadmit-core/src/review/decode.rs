@@ -36,6 +36,12 @@ pub enum DecodeError {
     /// Nothing but whitespace.
     #[error("the body is empty: send an AdmissionReview")]
     Empty,
+    /// A UTF-8 byte order mark before the document, which JSON on the wire must not have
+    /// (RFC 8259, section 8.1); serde_json's own message is "expected value at line 1 column 1".
+    #[error(
+        "the body is not valid JSON: it starts with a byte order mark (EF BB BF); send it without"
+    )]
+    ByteOrderMark,
     /// JSON, but a field has the wrong type or is missing.
     #[error("{}: {message}", display_path(path))]
     Field {
@@ -103,10 +109,48 @@ struct AdmissionReview {
     api_version: Option<String>,
     /// A string in a review; an object (group/version/kind) in a bare request.
     kind: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "request_object")]
     request: Option<AdmissionRequest>,
 }
 
+/// `request`: an object or `null`. serde's derive would also read a list as the fields in
+/// order, accepting `[uid, kind, ...]` and refusing a short one as "invalid length".
+fn request_object<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<AdmissionRequest>, D::Error> {
+    de.deserialize_option(RequestObject)
+}
+
+struct RequestObject;
+
+impl<'de> serde::de::Visitor<'de> for RequestObject {
+    type Value = Option<AdmissionRequest>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        AdmissionRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
 pub(super) fn decode_review(body: &[u8]) -> Result<Review, DecodeError> {
+    if body.starts_with(b"\xef\xbb\xbf") {
+        return Err(DecodeError::ByteOrderMark);
+    }
     // serde's derive would take a list of the fields' values as the struct.
     match body
         .iter()
@@ -524,10 +568,28 @@ mod tests {
         for body in ["", " \r\n\t"] {
             assert_eq!(err(body), "the body is empty: send an AdmissionReview");
         }
+        assert_eq!(
+            err("\u{feff}{}"),
+            "the body is not valid JSON: it starts with a byte order mark (EF BB BF); send it without"
+        );
     }
 
     #[test]
     fn an_envelope_of_the_wrong_shape_is_named() {
+        let review = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"#;
+        for request in [
+            "[]",
+            r#"["u", {}, {}, null, null, null, "CREATE", {}, null, null, null]"#,
+        ] {
+            assert_eq!(
+                err(&format!("{review}{request}}}")),
+                "request: invalid type: sequence, expected an AdmissionRequest object"
+            );
+        }
+        assert_eq!(
+            err(&format!("{review}5}}")),
+            "request: invalid type: integer `5`, expected an AdmissionRequest object"
+        );
         let list = "the document: a list, expected an AdmissionReview object";
         assert_eq!(err("[]"), list);
         // serde's derive would read this as the three fields in order.
@@ -578,6 +640,8 @@ mod tests {
             r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":null}}"#,
             r#"{"apiVersion":"admission.k8s.io/v1","kind":[],"request":{"uid":"u","kind":{},"operation":"CREATE"}}"#,
             r#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u","kind":{},"operation":"CREATE"}]"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":[]}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}"#,
         ];
         for body in bodies {
             let value: serde_json::Value = serde_json::from_str(body).unwrap();
