@@ -189,9 +189,78 @@ async fn reviews_and_the_answers_sent_are_captured() {
         "admission.k8s.io/v1beta1"
     );
     assert_eq!(metric(&server.metrics, "kadmit_capture_records_total"), 2);
-    for reason in ["queue_full", "write_error", "too_large"] {
+    for reason in ["queue_full", "write_error", "too_large", "too_deep"] {
         assert_eq!(dropped(&server.metrics, reason), 0);
     }
+    server.stop().await;
+}
+
+/// A ConfigMap review (no policy reads it: allowed) whose object holds a value `depth` levels
+/// deep, so that the whole review is `depth + 3` levels deep. Text, because serde_json's
+/// `Value` cannot be built or parsed that deep.
+fn nested_review(uid: &str, depth: usize) -> String {
+    format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"{uid}","kind":{{"group":"","version":"v1","kind":"ConfigMap"}},"resource":{{"group":"","version":"v1","resource":"configmaps"}},"namespace":"default","operation":"CREATE","object":{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"deep"}},"x":{}1{}}}}}}}"#,
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+/// A review nested deeper than capture parses (serde_json's limit, which `kadmit replay` has
+/// too) is answered as usual and dropped from capture under its own reason, `too_deep`, not
+/// as a write error; one as deep as the limit is captured whole, in a line replay can read.
+#[tokio::test]
+async fn a_review_nested_too_deep_is_dropped_as_too_deep() {
+    use kadmit::server::capture::MAX_DEPTH;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(CaptureOptions::new(dir.path()), Config::default()).await;
+    let client = server.client();
+    for (uid, depth) in [
+        ("at-the-limit", MAX_DEPTH - 3),
+        ("too-deep", MAX_DEPTH - 2),
+        ("far-too-deep", 100_000),
+    ] {
+        let response = client
+            .post(server.url("/validate"))
+            .header("content-type", "application/json")
+            .body(nested_review(uid, depth))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{uid}");
+        let answer: Value = response.json().await.unwrap();
+        assert_eq!(answer["response"]["uid"], uid);
+        assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    }
+    flush(&server).await;
+    let captured = records(dir.path());
+    assert_eq!(captured.len(), 1, "{captured:#?}");
+    assert_eq!(captured[0]["review"]["request"]["uid"], "at-the-limit");
+    // `kadmit replay` reads it back (its parser has the same limit).
+    let replay = Command::new(KADMIT)
+        .args(["replay", "--diff"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&replay.stdout),
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    assert_eq!(dropped(&server.metrics, "too_deep"), 2);
+    assert_eq!(dropped(&server.metrics, "write_error"), 0);
+    // The writer goes on capturing.
+    let (status, _) = send(
+        &server,
+        &client,
+        "/validate",
+        &pod_review("admission.k8s.io/v1", "after"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    flush(&server).await;
+    assert_eq!(records(dir.path()).len(), 2);
     server.stop().await;
 }
 

@@ -3,11 +3,19 @@
 //! value and annotation, a mistyped field that fails to decode, a body that is not JSON — and is
 //! made to deny and refuse some of them, which it logs at info. No line of its log may contain
 //! any of the values. (Captures redacting Secrets are tested in `tests/capture.rs`.)
+//!
+//! Nor can a client forge log lines, colour the reader's terminal or flood the log: values from
+//! the request are escaped in the text format and exact in the JSON format, and long messages
+//! are cut to a bound that states their full length.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
@@ -231,4 +239,405 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeysVisitor {
         }
         Ok(UniqueKeys)
     }
+}
+
+/// A uid and an apiVersion that try to end the log line, write one of their own and turn the
+/// rest of the reader's terminal red.
+const FORGED: &str =
+    "\n2026-12-05T00:00:00.000000Z  INFO kadmit: FORGED all clear \x1b[31m\"q\" \\ ";
+
+/// `kadmit serve` with every policy on, its certificates in `dir`.
+fn serve_args(dir: &Path, certs: &kadmit::certs::GeneratedCerts) -> Vec<OsString> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(dir.join("tls.crt"), &certs.cert_pem).unwrap();
+    std::fs::write(dir.join("tls.key"), &certs.key_pem).unwrap();
+    [
+        "--config".into(),
+        repo.join("scripts/bench-full-policies.yaml")
+            .into_os_string(),
+        "--cluster".into(),
+        repo.join("scripts/bench-cluster.yaml").into_os_string(),
+        "--tls-cert-file".into(),
+        dir.join("tls.crt").into_os_string(),
+        "--tls-private-key-file".into(),
+        dir.join("tls.key").into_os_string(),
+    ]
+    .into()
+}
+
+/// `kadmit --log-format text serve`, its log kept byte for byte (`tests/common/process.rs`
+/// reads the JSON format).
+struct TextServe {
+    child: Child,
+    webhook: std::net::SocketAddr,
+    /// Every line of stderr, without its `\n`, bytes as written.
+    log: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Drop for TextServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_text_serve(args: &[OsString]) -> TextServe {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kadmit"))
+        .args(["--log-format", "text", "serve", "--bind", "127.0.0.1:0"])
+        .args(["--metrics-bind", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let kept = Arc::clone(&log);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        loop {
+            let mut line = Vec::new();
+            match stderr.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            let text = String::from_utf8_lossy(&line).into_owned();
+            kept.lock().unwrap().push(line);
+            // `... INFO kadmit::cli::serve: serving webhook=127.0.0.1:PORT metrics=...`
+            if !sent && text.contains(" serving ") {
+                let webhook = text
+                    .split_whitespace()
+                    .find_map(|word| word.strip_prefix("webhook="))
+                    .map(|address| address.parse().unwrap());
+                if let Some(webhook) = webhook {
+                    let _ = tx.send(webhook);
+                    sent = true;
+                }
+            }
+        }
+    });
+    let webhook = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("kadmit serve --log-format text reports its address within a minute");
+    TextServe {
+        child,
+        webhook,
+        log,
+    }
+}
+
+/// A privileged pod, denied at `/validate` (logged at info with the review's uid).
+fn privileged_review(uid: &str, container: &str) -> Value {
+    let mut review = review(
+        uid,
+        "Pod",
+        "shop",
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+               "spec": {"containers": [{"name": container, "image": "registry.example.com/app:1",
+                   "securityContext": {"privileged": true}}]}}),
+    );
+    review["request"]["name"] = json!("web");
+    review
+}
+
+/// A body refused with 400, whose message quotes its `apiVersion`.
+fn bad_api_version(api_version: &str) -> String {
+    json!({"apiVersion": api_version, "kind": "AdmissionReview",
+           "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                       "operation": "CREATE"}})
+    .to_string()
+}
+
+/// Sends the forging uid (in a review that is denied) and the forging apiVersion (in a body
+/// that is refused) to `/validate`.
+async fn send_forgeries(client: &reqwest::Client, url: &str) {
+    let uid = format!("evil{FORGED}");
+    let (status, answer) = common::post_json(client, url, &privileged_review(&uid, "app")).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["response"]["uid"], uid.as_str());
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    let response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(bad_api_version(&format!("v9{FORGED}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+}
+
+/// Waits (at most 10 s) until `count` lines of `log` contain `what`.
+fn wait_for<T: AsRef<[u8]>>(log: &Mutex<Vec<T>>, what: &str, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let seen = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| String::from_utf8_lossy(line.as_ref()).contains(what))
+            .count();
+        if seen >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_client_cannot_forge_or_colour_text_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::service_certs();
+    let server = spawn_text_serve(&serve_args(dir.path(), &certs));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::client_builder(&[&certs.ca_pem], server.webhook)
+            .build()
+            .unwrap();
+        let url = format!(
+            "https://{}:{}/validate",
+            common::SERVICE_NAME,
+            server.webhook.port()
+        );
+        send_forgeries(&client, &url).await;
+    });
+    wait_for(&server.log, "request rejected", 1);
+    let log = server.log.lock().unwrap().clone();
+    let lines: Vec<String> = log
+        .iter()
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+        .collect();
+    // No ESC byte at all (stderr is a pipe: no colours of kadmit's own either).
+    assert!(!log.iter().flatten().any(|b| *b == 0x1b), "{lines:#?}");
+    // Every line is one of kadmit's: it starts with kadmit's timestamp and level. A forged line
+    // would start with the text after the `\n`, its fake timestamp behind a space or a quote.
+    for line in &lines {
+        let (stamp, rest) = line.split_once(' ').unwrap_or((line, ""));
+        assert!(
+            stamp.len() >= 20
+                && stamp.starts_with("20")
+                && stamp.ends_with('Z')
+                && !stamp.contains("2026-12-05T00:00:00.000000Z"),
+            "not a line of kadmit's: {line:?}\n{lines:#?}"
+        );
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"]
+                .iter()
+                .any(|level| rest.trim_start().starts_with(level)),
+            "{line:?}"
+        );
+    }
+    // One line per event: the denial (the uid in its span) and the refusal (the apiVersion in
+    // its reason), each escaped on its own line.
+    let forged: Vec<&String> = lines.iter().filter(|l| l.contains("FORGED")).collect();
+    assert_eq!(forged.len(), 2, "{lines:#?}");
+    let escaped =
+        r#"\n2026-12-05T00:00:00.000000Z  INFO kadmit: FORGED all clear \u{1b}[31m\"q\" \\ "#;
+    let denial = forged.iter().find(|l| l.contains("denied")).unwrap();
+    assert!(
+        denial.contains(&format!(r#"uid="evil{escaped}""#)),
+        "{denial}"
+    );
+    let rejected = forged
+        .iter()
+        .find(|l| l.contains("request rejected"))
+        .unwrap();
+    assert!(rejected.contains(escaped), "{rejected}");
+}
+
+#[test]
+fn a_client_cannot_forge_json_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::service_certs();
+    let args = serve_args(dir.path(), &certs);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let server = common::process::spawn_serve(&args);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::client_builder(&[&certs.ca_pem], server.webhook)
+            .build()
+            .unwrap();
+        let url = format!(
+            "https://{}:{}/validate",
+            common::SERVICE_NAME,
+            server.webhook.port()
+        );
+        send_forgeries(&client, &url).await;
+    });
+    wait_for(&server.log, "request rejected", 1);
+    let log = server.log.lock().unwrap().clone();
+    // Every line is a JSON object: nothing written raw broke one.
+    let lines: Vec<Value> = log
+        .iter()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+        })
+        .collect();
+    assert!(!log.iter().any(|line| line.contains('\u{1b}')), "{log:#?}");
+    // The values are the client's, exactly: JSON-escaped once, not escaped twice.
+    let denial = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "denied")
+        .unwrap();
+    assert_eq!(denial["span"]["uid"], format!("evil{FORGED}"), "{denial}");
+    assert_eq!(denial["span"]["object_name"], "web", "{denial}");
+    let rejected = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "request rejected")
+        .unwrap();
+    let reason = rejected["fields"]["reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("v9{FORGED}")), "{rejected}");
+}
+
+#[test]
+fn long_messages_are_cut_in_the_log_not_in_the_answer() {
+    const LONG: usize = 1_200_000;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::service_certs();
+    let args = serve_args(dir.path(), &certs);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let server = common::process::spawn_serve(&args);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (message_len, reason_len) = runtime.block_on(async {
+        let client = common::client_builder(&[&certs.ca_pem], server.webhook)
+            .build()
+            .unwrap();
+        let url = format!(
+            "https://{}:{}/validate",
+            common::SERVICE_NAME,
+            server.webhook.port()
+        );
+        // A container name of 1.2 MB: Pod Security's denial names it.
+        let review = privileged_review("long", &"c".repeat(LONG));
+        let (status, answer) = common::post_json(&client, &url, &review).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["response"]["allowed"], false);
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(message.len() > LONG, "{}", message.len());
+        // An apiVersion of 1.2 MB: the refusal quotes it.
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(bad_api_version(&"v".repeat(LONG)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let refusal: Value = response.json().await.unwrap();
+        let reason = refusal["message"].as_str().unwrap();
+        assert!(reason.len() > LONG, "{}", reason.len());
+        (message.len(), reason.len())
+    });
+    wait_for(&server.log, "request rejected", 1);
+    let log = server.log.lock().unwrap().clone();
+    for line in &log {
+        assert!(line.len() <= 4096, "a log line of {} bytes", line.len());
+    }
+    let lines: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let denial = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "denied")
+        .unwrap();
+    let logged = denial["fields"]["status_message"].as_str().unwrap();
+    assert!(
+        logged.ends_with(&format!("… (truncated, {message_len} bytes)")),
+        "{logged}"
+    );
+    let rejected = lines
+        .iter()
+        .find(|line| line["fields"]["message"] == "request rejected")
+        .unwrap();
+    let logged = rejected["fields"]["reason"].as_str().unwrap();
+    assert!(
+        logged.ends_with(&format!("… (truncated, {reason_len} bytes)")),
+        "{logged}"
+    );
+}
+
+/// A gzip body: refused before it is read when the request says `Content-Encoding: gzip`,
+/// and named as compressed when it does not; either way one log line says why.
+#[test]
+fn compressed_bodies_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = common::service_certs();
+    let args = serve_args(dir.path(), &certs);
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(OsString::as_os_str).collect();
+    let server = common::process::spawn_serve(&args);
+    // The first bytes of `gzip` output: magic number, deflate, no flags, time, extra, OS.
+    let gzip = vec![
+        0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xab, 0x56,
+    ];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let client = common::client_builder(&[&certs.ca_pem], server.webhook)
+            .build()
+            .unwrap();
+        let url = format!(
+            "https://{}:{}/validate",
+            common::SERVICE_NAME,
+            server.webhook.port()
+        );
+        for (encoding, status, message) in [
+            (
+                Some("gzip"),
+                415,
+                "Content-Encoding `gzip` is not supported: send the AdmissionReview uncompressed, without Content-Encoding",
+            ),
+            (
+                Some("identity, x-zstd"),
+                415,
+                "Content-Encoding `identity, x-zstd` is not supported",
+            ),
+            (
+                None,
+                400,
+                "not an admission review: the body is not JSON: it starts with the gzip magic number, so it looks gzip-compressed",
+            ),
+        ] {
+            let mut request = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(gzip.clone());
+            if let Some(encoding) = encoding {
+                request = request.header("content-encoding", encoding);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), status, "{encoding:?}");
+            let answer: Value = response.json().await.unwrap();
+            let text = answer["message"].as_str().unwrap();
+            assert!(text.starts_with(message), "{encoding:?}: {text}");
+        }
+        // `identity` is no encoding at all.
+        let review = privileged_review("plain", "app");
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("content-encoding", "identity")
+            .body(review.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    });
+    wait_for(&server.log, "request rejected", 3);
+    let log = server.log.lock().unwrap().clone();
+    let refusals: Vec<Value> = log
+        .iter()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|line| line["fields"]["message"] == "request rejected")
+        .collect();
+    assert_eq!(refusals.len(), 3, "{log:#?}");
+    assert!(
+        refusals.iter().any(|line| line["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("looks gzip-compressed")),
+        "{refusals:#?}"
+    );
 }

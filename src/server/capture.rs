@@ -50,6 +50,19 @@ pub const DROPPED_QUEUE_FULL: &str = "queue_full";
 pub const DROPPED_WRITE_ERROR: &str = "write_error";
 /// `kadmit_capture_dropped_total` reason: one record is larger than `--capture-max-file-bytes`.
 pub const DROPPED_TOO_LARGE: &str = "too_large";
+/// `kadmit_capture_dropped_total` reason: the review is nested deeper than [`MAX_DEPTH`].
+pub const DROPPED_TOO_DEEP: &str = "too_deep";
+
+/// How deeply nested a review may be and still be captured. serde_json's recursion limit (128)
+/// admits 127 levels of arrays and objects; the writer parses the review with it to redact it,
+/// and `kadmit replay` parses the capture line, one level deeper than the review. Deeper reviews
+/// are answered as any other and dropped from capture, counted as [`DROPPED_TOO_DEEP`], rather
+/// than written as a line replay cannot read.
+///
+/// Parsing deeper would recurse on the writer thread's stack as deep as the client nests (a
+/// body of `[` is nested as deep as it is long), and the record could not be replayed anyway.
+/// Real objects are far shallower: a pod is about ten levels deep.
+pub const MAX_DEPTH: usize = 126;
 
 /// How capture is set up.
 #[derive(Debug, Clone)]
@@ -488,6 +501,7 @@ enum Problem {
     Write(io::ErrorKind),
     Encode,
     TooLarge,
+    TooDeep,
     Prune(io::ErrorKind),
 }
 
@@ -565,9 +579,20 @@ impl Writer {
     }
 
     fn write(&mut self, record: &Record) {
-        if let Err(err) = self.encode(record) {
-            self.drop_record(DROPPED_WRITE_ERROR, Problem::Encode, &err);
-            return;
+        match self.encode(record) {
+            Ok(()) => {}
+            Err(EncodeError::TooDeep { depth }) => {
+                let why = format!(
+                    "the review is nested {depth} levels deep; capture parses at most {MAX_DEPTH} \
+                     levels to redact it (counted as reason too_deep)"
+                );
+                self.drop_record(DROPPED_TOO_DEEP, Problem::TooDeep, &why);
+                return;
+            }
+            Err(EncodeError::Other(why)) => {
+                self.drop_record(DROPPED_WRITE_ERROR, Problem::Encode, &why);
+                return;
+            }
         }
         let len = self.line.len() as u64;
         if len > self.max_file_bytes {
@@ -631,21 +656,27 @@ impl Writer {
     }
 
     /// Encodes the record as one line (with its newline) into `self.line`.
-    fn encode(&mut self, record: &Record) -> Result<(), String> {
+    fn encode(&mut self, record: &Record) -> Result<(), EncodeError> {
+        // One pass over the bytes, cheap next to parsing them.
+        let depth = nesting_depth(&record.review);
+        if depth > MAX_DEPTH {
+            return Err(EncodeError::TooDeep { depth });
+        }
         let mut review: Value = serde_json::from_slice(&record.review)
-            .map_err(|e| format!("the review is not JSON: {e}"))?;
+            .map_err(|e| EncodeError::Other(format!("the review is not JSON: {e}")))?;
         redact_review(&mut review, &self.redact);
         // The answer goes in byte for byte. serde_json writes it compact, so it has no line
         // breaks; anything else is re-encoded to keep one record per line.
         let reencoded;
         let response: &RawValue = if record.response.contains(&b'\n') {
             let value: Value = serde_json::from_slice(&record.response)
-                .map_err(|e| format!("the answer is not JSON: {e}"))?;
-            reencoded = serde_json::value::to_raw_value(&value).map_err(|e| e.to_string())?;
+                .map_err(|e| EncodeError::Other(format!("the answer is not JSON: {e}")))?;
+            reencoded = serde_json::value::to_raw_value(&value)
+                .map_err(|e| EncodeError::Other(e.to_string()))?;
             &reencoded
         } else {
             serde_json::from_slice(&record.response)
-                .map_err(|e| format!("the answer is not JSON: {e}"))?
+                .map_err(|e| EncodeError::Other(format!("the answer is not JSON: {e}")))?
         };
         let time = humantime::format_rfc3339_micros(record.time).to_string();
         let line = Line {
@@ -656,7 +687,8 @@ impl Writer {
             response,
         };
         self.line.clear();
-        serde_json::to_writer(&mut self.line, &line).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut self.line, &line)
+            .map_err(|e| EncodeError::Other(e.to_string()))?;
         self.line.push(b'\n');
         Ok(())
     }
@@ -737,6 +769,46 @@ impl Writer {
              this error is not logged again until a capture is written)"
         );
     }
+}
+
+/// Why a record could not be encoded.
+#[derive(Debug)]
+enum EncodeError {
+    /// The review is nested deeper than [`MAX_DEPTH`].
+    TooDeep {
+        /// How deep.
+        depth: usize,
+    },
+    /// Anything else: not JSON (a bug: the server answered it), or not encodable.
+    Other(String),
+}
+
+/// How deeply the arrays and objects of a JSON text nest (`{"a": [1]}` is 2), found without
+/// recursion: the text may be nested too deeply to parse.
+fn nesting_depth(json: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in json {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn open_new_file(path: &Path) -> io::Result<File> {
@@ -858,6 +930,23 @@ mod tests {
             .lines()
             .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn nesting_depth_counts_brackets_outside_strings() {
+        for (json, depth) in [
+            ("1", 0),
+            ("{}", 1),
+            (r#"{"a": [1, {"b": []}], "c": {}}"#, 4),
+            (r#"{"a": "[[[{{{", "b": "\\\"[["}"#, 1),
+            (r#"[[[]], [[[]]]]"#, 4),
+        ] {
+            assert_eq!(nesting_depth(json.as_bytes()), depth, "{json}");
+        }
+        // serde_json parses a review MAX_DEPTH deep and its capture line, one level deeper.
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(serde_json::from_str::<Value>(&nested(MAX_DEPTH + 1)).is_ok());
+        assert!(serde_json::from_str::<Value>(&nested(MAX_DEPTH + 2)).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::body::{self, BodyError, BufferedBody};
 use super::deadline;
 use super::rejection::Rejection;
 use super::state::AppState;
+use crate::telemetry::fields::bounded;
 
 /// `POST /mutate`.
 pub async fn mutate(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -36,7 +37,13 @@ async fn review(endpoint: Endpoint, state: Arc<AppState>, request: Request) -> R
         Err(rejection) => {
             state.metrics.rejected(name, rejection.code.as_u16());
             state.metrics.observe(name, started.elapsed().as_secs_f64());
-            tracing::info!(endpoint = name, code = rejection.code.as_u16(), reason = %rejection.message, "request rejected");
+            // The message may quote the request and be megabytes long: bounded, as a string.
+            tracing::info!(
+                endpoint = name,
+                code = rejection.code.as_u16(),
+                reason = &*bounded(&rejection.message),
+                "request rejected"
+            );
             rejection.into_response()
         }
     }
@@ -59,6 +66,7 @@ async fn answer(
         ));
     }
     check_content_type(&parts.headers)?;
+    check_content_encoding(&parts.headers)?;
     let timeout = deadline::timeout_from_query(parts.uri.query())
         .map_err(|message| Rejection::new(StatusCode::BAD_REQUEST, message))?;
     let deadline = started + deadline::budget(timeout);
@@ -123,15 +131,16 @@ async fn answer(
 
     let request = &review.request;
     let dry_run = request.dry_run.unwrap_or(false);
+    // What the client sent is recorded as bounded strings, never `%`: see telemetry::fields.
     let span = tracing::info_span!(
         "review",
-        uid = %request.uid,
+        uid = &*bounded(&request.uid),
         endpoint = endpoint.as_str(),
-        kind = %request.kind.kind,
-        namespace = request.namespace(),
+        kind = &*bounded(&request.kind.kind),
+        namespace = &*bounded(request.namespace()),
         // Not `name`: the JSON log writes the span's own name under that key, and a second
         // `name` in the same object is dropped or misread by log tooling.
-        object_name = request.name(),
+        object_name = &*bounded(request.name()),
         operation = request.operation.as_str(),
     );
     let kind = request.kind.kind.clone();
@@ -166,11 +175,14 @@ async fn answer(
             code = response.status.as_ref().map(|s| s.code),
             policy = decision.denied_by.as_deref().unwrap_or(""),
             // Not `message`: that is the event's own text ("denied") in the log.
-            status_message = response
-                .status
-                .as_ref()
-                .map(|s| s.message.as_str())
-                .unwrap_or(""),
+            // The answer keeps the whole message; the log a bounded prefix.
+            status_message = &*bounded(
+                response
+                    .status
+                    .as_ref()
+                    .map(|s| s.message.as_str())
+                    .unwrap_or("")
+            ),
             "denied"
         );
     }
@@ -322,6 +334,31 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Rejection> {
             }
         },
     ))
+}
+
+/// Refuses a body sent with a `Content-Encoding` other than `identity`, before reading it.
+///
+/// The API server never compresses a review, and kadmit does not decode one: a decompressor
+/// would let a small body become a large one past `--max-body-bytes`. Without this check a
+/// gzip body is read and refused as "not JSON"; with it the client learns why.
+fn check_content_encoding(headers: &HeaderMap) -> Result<(), Rejection> {
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = value.to_str().unwrap_or("(not text)");
+        let compressed = text
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+        if compressed {
+            return Err(Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Content-Encoding `{text}` is not supported: send the AdmissionReview \
+                     uncompressed, without Content-Encoding"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 async fn read_body(

@@ -1,7 +1,12 @@
 //! The `tracing` subscriber: text for people, JSON for log pipelines.
+//!
+//! Either way one event is one line, whatever a client put in the fields (see
+//! [`super::fields`]).
 
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
+
+use super::fields::OneLineFields;
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,7 +30,9 @@ pub fn init(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr);
     // A second initialisation (tests running several commands in one process) keeps the first.
     let _ = match format {
+        // The JSON format escapes every string itself; the text format needs `OneLineFields`.
         LogFormat::Text => builder
+            .fmt_fields(OneLineFields)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
         LogFormat::Json => builder

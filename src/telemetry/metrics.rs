@@ -232,7 +232,7 @@ impl Metrics {
         let capture_dropped = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "capture_dropped",
-            "Sampled reviews not captured, by reason (queue_full: the writer was behind; write_error: the file could not be written; too_large: the record exceeds --capture-max-file-bytes); admission is never affected",
+            "Sampled reviews not captured, by reason (queue_full: the writer was behind; write_error: the file could not be written; too_large: the record exceeds --capture-max-file-bytes; too_deep: the review is nested deeper than 126 levels); admission is never affected",
             capture_dropped.clone(),
         );
         Metrics {
@@ -357,7 +357,7 @@ impl Metrics {
 
     /// Shows the capture drop reasons at zero once capture is on.
     pub fn capture_init(&self) {
-        for reason in ["queue_full", "write_error", "too_large"] {
+        for reason in ["queue_full", "write_error", "too_large", "too_deep"] {
             let _ = self.capture_dropped.get_or_create(&ReasonLabels { reason });
         }
     }

@@ -22,6 +22,27 @@ pub enum DecodeError {
         /// Where the first invalid byte is.
         offset: usize,
     },
+    /// Not UTF-8, and its first bytes are a compression format's magic number: the client
+    /// compressed the body (with a `Content-Encoding` the server refuses, or none at all). The
+    /// API server never does; "invalid UTF-8 at byte 1" would send the reader looking for a
+    /// stray character.
+    #[error(
+        "the body is not JSON: it starts with the {format} magic number, so it looks \
+         {format}-compressed; send the AdmissionReview uncompressed (no Content-Encoding)"
+    )]
+    Compressed {
+        /// The format its first bytes announce, such as `gzip`.
+        format: &'static str,
+    },
+    /// Nothing but whitespace.
+    #[error("the body is empty: send an AdmissionReview")]
+    Empty,
+    /// A UTF-8 byte order mark before the document, which JSON on the wire must not have
+    /// (RFC 8259, section 8.1); serde_json's own message is "expected value at line 1 column 1".
+    #[error(
+        "the body is not valid JSON: it starts with a byte order mark (EF BB BF); send it without"
+    )]
+    ByteOrderMark,
     /// JSON, but a field has the wrong type or is missing.
     #[error("{}: {message}", display_path(path))]
     Field {
@@ -44,6 +65,9 @@ pub enum DecodeError {
     /// No `kind`.
     #[error("kind is missing, expected AdmissionReview")]
     MissingKind,
+    /// A `kind` that is not a string (an object `kind` without a `request` is a bare request).
+    #[error("kind is {0}, expected the string AdmissionReview")]
+    KindNotString(&'static str),
     /// No `request`, or `request: null`.
     #[error("the AdmissionReview has no request")]
     MissingRequest,
@@ -69,6 +93,20 @@ pub enum DecodeError {
     },
 }
 
+impl DecodeError {
+    /// The error for a body that is not UTF-8, its first invalid byte at `offset`: it names the
+    /// compression when the body starts with a compressed stream's magic number.
+    pub(super) fn not_utf8(body: &[u8], offset: usize) -> DecodeError {
+        /// Both start with a byte that is never valid UTF-8 after the first, so only bodies that
+        /// are refused anyway are looked at.
+        const MAGIC: &[(&[u8], &str)] = &[(b"\x1f\x8b", "gzip"), (b"\x28\xb5\x2f\xfd", "zstd")];
+        match MAGIC.iter().find(|(magic, _)| body.starts_with(magic)) {
+            Some(&(_, format)) => DecodeError::Compressed { format },
+            None => DecodeError::NotUtf8 { offset },
+        }
+    }
+}
+
 fn display_path(path: &str) -> String {
     if path == "." || path.is_empty() {
         "the document".to_owned()
@@ -84,11 +122,58 @@ struct AdmissionReview {
     api_version: Option<String>,
     /// A string in a review; an object (group/version/kind) in a bare request.
     kind: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "request_object")]
     request: Option<AdmissionRequest>,
+}
+
+/// `request`: an object or `null`. serde's derive would also read a list as the fields in
+/// order, accepting `[uid, kind, ...]` and refusing a short one as "invalid length".
+fn request_object<'de, D: serde::Deserializer<'de>>(
+    de: D,
+) -> Result<Option<AdmissionRequest>, D::Error> {
+    de.deserialize_option(RequestObject)
+}
+
+struct RequestObject;
+
+impl<'de> serde::de::Visitor<'de> for RequestObject {
+    type Value = Option<AdmissionRequest>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
+        de.deserialize_map(self)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        AdmissionRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Some)
+    }
 }
 
 /// Decodes the envelope, objects raw, building at most what `meter` allows.
 pub(super) fn decode_review(body: &[u8], meter: &Meter) -> Result<Review, DecodeError> {
+    if body.starts_with(b"\xef\xbb\xbf") {
+        return Err(DecodeError::ByteOrderMark);
+    }
+    // serde's derive would take a list of the fields' values as the struct.
+    match body
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+    {
+        None => return Err(DecodeError::Empty),
+        Some(b'[') => return Err(list_document()),
+        Some(_) => {}
+    }
     // Tracking the path costs as much as the decoding itself, and is only needed to say where
     // a bad body went wrong: well-formed bodies take the plain decoder, and a body it refuses is
     // decoded again with tracking, which finds the same error and names its field.
@@ -102,24 +187,113 @@ pub(super) fn decode_review(body: &[u8], meter: &Meter) -> Result<Review, Decode
     let mut de = serde_json::Deserializer::from_slice(body);
     let envelope: AdmissionReview = serde_path_to_error::deserialize(Metered::new(&mut de, &retry))
         .map_err(|err| {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
             if retry.tripped() {
-                DecodeError::TooLarge {
-                    path,
+                return DecodeError::TooLarge {
+                    path: err.path().to_string(),
                     limit: retry.limit(),
-                }
-            } else if inner.is_syntax() || inner.is_eof() {
-                DecodeError::Syntax(inner)
-            } else {
-                DecodeError::Field {
-                    path,
-                    message: strip_position(&inner),
-                }
+                };
             }
+            if !(err.inner().is_syntax() || err.inner().is_eof()) {
+                return field_error(&err);
+            }
+            // serde_json refuses a value an enum cannot start with (`"operation": null`) as a
+            // syntax error, "expected value", though the body is JSON: then say what is wrong
+            // there. The document is read within the same limit: a `Value` is larger still.
+            let meter = Meter::new(retry.limit());
+            let mut de = serde_json::Deserializer::from_slice(body);
+            serde_json::Value::deserialize(Metered::new(&mut de, &meter))
+                .ok()
+                .and_then(|document| enum_field_error(&document, err.path()))
+                .unwrap_or_else(|| DecodeError::Syntax(err.into_inner()))
         })?;
     de.end().map_err(DecodeError::Syntax)?;
     check_envelope(envelope)
+}
+
+/// A data error of the envelope, with its field.
+fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> DecodeError {
+    DecodeError::Field {
+        path: err.path().to_string(),
+        message: strip_position(err.inner()),
+    }
+}
+
+/// A document that is a JSON list, which serde's derive would read as the fields in order.
+fn list_document() -> DecodeError {
+    DecodeError::Field {
+        path: ".".to_owned(),
+        message: "a list, expected an AdmissionReview object".to_owned(),
+    }
+}
+
+/// The envelope of a review that is already a JSON value, the value kept for the errors.
+fn envelope_from_value(
+    document: &serde_json::Value,
+) -> Result<AdmissionReview, serde_path_to_error::Error<serde_json::Error>> {
+    serde_path_to_error::deserialize(document)
+}
+
+/// When the field at `path` of `document` is an enum (such as `request.operation`) and holds
+/// neither a string nor an object, the error that names the field, what it holds and, in
+/// serde's own words, the values it takes: `null is not a valid operation: expected one of
+/// `CREATE`, ...`. `None` for any other field, whose error is already precise.
+///
+/// Whether the field is an enum is found by putting an empty string there: only an enum
+/// refuses it as an unknown variant, listing the variants.
+fn enum_field_error(
+    document: &serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<DecodeError> {
+    let mut probe = document.clone();
+    let slot = value_at(&mut probe, path)?;
+    // A string is refused as an unknown variant, naming them already.
+    if slot.is_string() {
+        return None;
+    }
+    let found = describe(slot);
+    *slot = serde_json::Value::String(String::new());
+    let field = path.to_string();
+    let expected = match envelope_from_value(&probe) {
+        Err(err) if err.path().to_string() == field => strip_position(err.inner())
+            .strip_prefix("unknown variant ``, ")?
+            .to_owned(),
+        _ => return None,
+    };
+    let name = match path.iter().next_back() {
+        Some(serde_path_to_error::Segment::Map { key }) => key.as_str(),
+        _ => "value",
+    };
+    Some(DecodeError::Field {
+        path: field,
+        message: format!("{found} is not a valid {name}: {expected}"),
+    })
+}
+
+/// The value at `path` in `document`, when the path leads through objects and lists.
+fn value_at<'a>(
+    document: &'a mut serde_json::Value,
+    path: &serde_path_to_error::Path,
+) -> Option<&'a mut serde_json::Value> {
+    use serde_path_to_error::Segment;
+    path.iter()
+        .try_fold(document, |value, segment| match segment {
+            Segment::Map { key } => value.get_mut(key.as_str()),
+            Segment::Seq { index } => value.get_mut(*index),
+            _ => None,
+        })
+}
+
+/// What a JSON value is, without quoting it (it may be a secret).
+fn describe(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 impl Review {
@@ -130,11 +304,13 @@ impl Review {
     /// [`DecodeError::Syntax`], which a value cannot have), so `kadmit replay` names a bad
     /// document exactly as `kadmit serve` answers it.
     pub fn from_value(value: serde_json::Value) -> Result<Review, DecodeError> {
-        let envelope: AdmissionReview =
-            serde_path_to_error::deserialize(value).map_err(|err| DecodeError::Field {
-                path: err.path().to_string(),
-                message: strip_position(err.inner()),
-            })?;
+        if value.is_array() {
+            return Err(list_document());
+        }
+        // Borrowed, so that an error can look at what the field holds.
+        let envelope = envelope_from_value(&value).map_err(|err| {
+            enum_field_error(&value, err.path()).unwrap_or_else(|| field_error(&err))
+        })?;
         check_envelope(envelope)
     }
 }
@@ -154,9 +330,12 @@ fn check_envelope(envelope: AdmissionReview) -> Result<Review, DecodeError> {
         Some(v) => ReviewVersion::parse(v)
             .ok_or_else(|| DecodeError::UnsupportedApiVersion(v.to_owned()))?,
     };
-    match envelope.kind.as_ref().and_then(serde_json::Value::as_str) {
-        Some("AdmissionReview") => {}
-        Some(other) => return Err(DecodeError::WrongKind(other.to_owned())),
+    match &envelope.kind {
+        Some(serde_json::Value::String(kind)) if kind == "AdmissionReview" => {}
+        Some(serde_json::Value::String(other)) => {
+            return Err(DecodeError::WrongKind(other.to_owned()));
+        }
+        Some(other) => return Err(DecodeError::KindNotString(describe(other))),
         None => return Err(DecodeError::MissingKind),
     }
     let request = envelope.request.ok_or(DecodeError::MissingRequest)?;
@@ -365,6 +544,104 @@ mod tests {
             .starts_with("the body is not valid JSON"));
     }
 
+    /// serde_json calls these "expected value" at the field, a syntax error: they were
+    /// answered "the body is not valid JSON".
+    #[test]
+    fn an_operation_of_the_wrong_type_is_named() {
+        for (value, found) in [
+            ("null", "null"),
+            ("5", "a number"),
+            ("true", "a boolean"),
+            ("[]", "a list"),
+            ("{}", "an object"),
+        ] {
+            let body = format!(
+                r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"u","kind":{{}},"operation":{value}}}}}"#
+            );
+            let expected = format!(
+                "request.operation: {found} is not a valid operation: expected one of `CREATE`, `UPDATE`, `DELETE`, `CONNECT`"
+            );
+            assert_eq!(err(&body), expected, "{body}");
+            let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(Review::from_value(value).unwrap_err().to_string(), expected);
+        }
+        // A body that is not JSON after all is still called that.
+        assert!(
+            err(r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":nul"#)
+                .starts_with("the body is not valid JSON")
+        );
+    }
+
+    #[test]
+    fn a_compressed_or_empty_body_is_called_that() {
+        // `gzip` of a review: the magic number 1f 8b, then deflate (08) and the header.
+        let mut gzip = vec![0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03];
+        gzip.extend_from_slice(&[0xab, 0x56, 0x4a, 0x2c, 0xc8, 0x04, 0x00]);
+        assert_eq!(
+            Review::from_slice(&gzip).unwrap_err().to_string(),
+            "the body is not JSON: it starts with the gzip magic number, so it looks \
+             gzip-compressed; send the AdmissionReview uncompressed (no Content-Encoding)"
+        );
+        let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x00, 0x31, 0x00];
+        assert!(
+            Review::from_slice(&zstd)
+                .unwrap_err()
+                .to_string()
+                .contains("looks zstd-compressed")
+        );
+        // Other bytes that are not UTF-8 keep their offset.
+        assert_eq!(
+            Review::from_slice(b"{\"a\xff").unwrap_err().to_string(),
+            "the body is not valid JSON: invalid UTF-8 at byte 3"
+        );
+        for body in ["", " \r\n\t"] {
+            assert_eq!(err(body), "the body is empty: send an AdmissionReview");
+        }
+        assert_eq!(
+            err("\u{feff}{}"),
+            "the body is not valid JSON: it starts with a byte order mark (EF BB BF); send it without"
+        );
+    }
+
+    #[test]
+    fn an_envelope_of_the_wrong_shape_is_named() {
+        let review = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"#;
+        for request in [
+            "[]",
+            r#"["u", {}, {}, null, null, null, "CREATE", {}, null, null, null]"#,
+        ] {
+            assert_eq!(
+                err(&format!("{review}{request}}}")),
+                "request: invalid type: sequence, expected an AdmissionRequest object"
+            );
+        }
+        assert_eq!(
+            err(&format!("{review}5}}")),
+            "request: invalid type: integer `5`, expected an AdmissionRequest object"
+        );
+        let list = "the document: a list, expected an AdmissionReview object";
+        assert_eq!(err("[]"), list);
+        // serde's derive would read this as the three fields in order.
+        assert_eq!(
+            err(
+                r#" ["admission.k8s.io/v1","AdmissionReview",{"uid":"u","kind":{},"operation":"CREATE"}]"#
+            ),
+            list
+        );
+        assert_eq!(
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":5,"request":{"uid":"u","kind":{},"operation":"CREATE"}}"#
+            ),
+            "kind is a number, expected the string AdmissionReview"
+        );
+        assert_eq!(
+            err(
+                r#"{"apiVersion":"admission.k8s.io/v1","kind":{"kind":"Pod"},"request":{"uid":"u","kind":{},"operation":"CREATE"}}"#
+            ),
+            "kind is an object, expected the string AdmissionReview"
+        );
+    }
+
     #[test]
     fn recognises_a_bare_request() {
         assert!(
@@ -389,6 +666,11 @@ mod tests {
             r#"{"kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":"CREATE"}}"#,
             r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"operation":"CREATE"}"#,
             r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","kind":{},"operation":"CREATE"}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","kind":{},"operation":null}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":[],"request":{"uid":"u","kind":{},"operation":"CREATE"}}"#,
+            r#"["admission.k8s.io/v1","AdmissionReview",{"uid":"u","kind":{},"operation":"CREATE"}]"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":[]}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}"#,
         ];
         for body in bodies {
             let value: serde_json::Value = serde_json::from_str(body).unwrap();

@@ -126,11 +126,7 @@ impl Review {
     ) -> Result<Self, DecodeError> {
         let text = match std::str::from_utf8(body) {
             Ok(text) => text,
-            Err(err) => {
-                return Err(DecodeError::NotUtf8 {
-                    offset: err.valid_up_to(),
-                });
-            }
+            Err(err) => return Err(DecodeError::not_utf8(body, err.valid_up_to())),
         };
         let meter = meter::Meter::new(max_decoded_bytes);
         if let Some(mut review) = one_pass::decode(text, endpoint, &meter) {
