@@ -198,9 +198,13 @@ fn json_error(err: &serde_json::Error, line: Option<usize>) -> InputError {
         ReadError::TooDeep { .. } if line.is_some() => {
             InputError::Read(ReadError::TooDeep { line })
         }
-        ReadError::DuplicateKey(_) if line.is_some() => InputError::Read(ReadError::DuplicateKey(
-            format!("{} at column {}", strip_position(err), err.column()),
-        )),
+        ReadError::DuplicateKey { key, within, .. } if line.is_some() => {
+            InputError::Read(ReadError::DuplicateKey {
+                key,
+                within,
+                at: format!(" at column {}", err.column()),
+            })
+        }
         other => InputError::Read(other),
     }
 }

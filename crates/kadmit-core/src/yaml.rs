@@ -38,10 +38,16 @@ pub enum ReadError {
         /// 1-based line in the file, when known.
         line: Option<usize>,
     },
-    /// A mapping has the same key twice; the message names the key and, when the parser says,
-    /// the line and column.
-    #[error("{0}")]
-    DuplicateKey(String),
+    /// A mapping has the same key twice.
+    #[error("duplicate key `{key}`{}{at}", within.as_ref().map(|path| format!(" in `{path}`")).unwrap_or_default())]
+    DuplicateKey {
+        /// The key.
+        key: String,
+        /// Dotted path of the mapping that has it, when the parser says.
+        within: Option<String>,
+        /// Where, when the parser says: ` at line 3 column 7`, or the mapping's start.
+        at: String,
+    },
     /// A merge key (`<<`) that cannot be resolved, or not the same way by every YAML library.
     #[error("merge key `<<`: {0}")]
     Merge(String),
@@ -74,25 +80,27 @@ pub fn from_yaml_error(err: &serde_yaml_ng::Error, first_line: usize) -> ReadErr
     // mappings (`duplicate entry with key "k"`), said the same way.
     let duplicate = message
         .find("duplicate key `")
-        .map(|at| (at, message[at..].to_owned()))
+        .map(|at| {
+            let key = &message[at + "duplicate key `".len()..];
+            (at, key.strip_suffix('`').unwrap_or(key))
+        })
         .or_else(|| {
             let at = message.find("duplicate entry with key ")?;
             let key = &message[at + "duplicate entry with key ".len()..];
-            let key = key.trim_matches('"');
-            Some((at, format!("duplicate key `{key}`")))
+            Some((at, key.trim_matches('"')))
         });
-    if let Some((at, what)) = duplicate {
+    if let Some((at, key)) = duplicate {
         // serde_yaml_ng puts the path of the mapping first and the mapping's start last.
         let path = message[..at].trim_end_matches(": ");
-        let within = if path.is_empty() || path == "." {
-            String::new()
-        } else {
-            format!(" in `{path}`")
+        return ReadError::DuplicateKey {
+            key: key.to_owned(),
+            within: (!path.is_empty() && path != ".").then(|| path.to_owned()),
+            at: position
+                .map(|(line, column)| {
+                    format!(" (the mapping starting at line {line} column {column})")
+                })
+                .unwrap_or_default(),
         };
-        let start = position
-            .map(|(line, column)| format!(" (the mapping starting at line {line} column {column})"))
-            .unwrap_or_default();
-        return ReadError::DuplicateKey(format!("{what}{within}{start}"));
     }
     match position {
         Some((line, column)) => {
@@ -109,8 +117,15 @@ pub fn from_json_error(err: &serde_json::Error) -> ReadError {
         ReadError::TooDeep {
             line: Some(err.line()),
         }
-    } else if text.starts_with("duplicate key") {
-        ReadError::DuplicateKey(text)
+    } else if let Some(key) = text
+        .strip_prefix("duplicate key `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        ReadError::DuplicateKey {
+            key: key.0.to_owned(),
+            within: None,
+            at: key.1.to_owned(),
+        }
     } else {
         ReadError::Syntax(text)
     }
@@ -699,13 +714,15 @@ mod tests {
         let err = yaml("a: 1\nb:\n  c: 1\n  c: 2\n").unwrap_err();
         assert_eq!(
             err,
-            ReadError::DuplicateKey(
-                "duplicate key `c` in `b` (the mapping starting at line 3 column 3)".to_owned()
-            )
+            ReadError::DuplicateKey {
+                key: "c".to_owned(),
+                within: Some("b".to_owned()),
+                at: " (the mapping starting at line 3 column 3)".to_owned()
+            }
         );
         let err = parse_document("x: 0\nsc: {<<: {a: 1}, b: 1, b: 2}\n", 10).unwrap_err();
         assert!(
-            matches!(&err, ReadError::DuplicateKey(m) if m.contains("line 11")),
+            matches!(&err, ReadError::DuplicateKey { at, .. } if at.contains("line 11")),
             "{err}"
         );
         let json = serde_json::from_str::<StrictValue>("{\"a\": {\"b\": 1, \"b\": 2}}")
@@ -713,7 +730,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             json,
-            ReadError::DuplicateKey("duplicate key `b` at line 1 column 18".to_owned())
+            ReadError::DuplicateKey {
+                key: "b".to_owned(),
+                within: None,
+                at: " at line 1 column 18".to_owned()
+            }
         );
     }
 
