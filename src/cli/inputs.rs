@@ -202,17 +202,23 @@ pub(crate) fn read_file(path: &Path, max: u64) -> Result<String, String> {
     {
         return Err(too_large(max));
     }
-    read_capped(file, max, size.unwrap_or(0))
+    read_capped(file, max, size)
 }
 
 /// Reads standard input as UTF-8 text, up to `max` bytes.
 pub(crate) fn read_stdin(max: u64) -> Result<String, String> {
-    read_capped(std::io::stdin().lock(), max, 0)
+    read_capped(std::io::stdin().lock(), max, None)
 }
 
-fn read_capped(reader: impl Read, max: u64, size_hint: u64) -> Result<String, String> {
-    let capacity = usize::try_from(size_hint.min(max)).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(capacity);
+/// Reads at most `max` bytes (and one more, to know there are more). `size`: a regular file's.
+fn read_capped(reader: impl Read, max: u64, size: Option<u64>) -> Result<String, String> {
+    let mut bytes = Vec::new();
+    // The whole buffer at once (the file's size, else the limit), so it is not regrown and
+    // copied on the way: reading a pipe up to a 64 MiB limit would otherwise peak at about three
+    // times that. Pages never written to cost no memory; if even the reservation is refused,
+    // the buffer grows as it is read.
+    let want = size.unwrap_or(max).min(max).saturating_add(1);
+    let _ = bytes.try_reserve_exact(usize::try_from(want).unwrap_or(usize::MAX));
     reader
         .take(max.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -240,15 +246,15 @@ mod tests {
     fn reading_stops_one_byte_past_the_limit() {
         let endless = std::io::repeat(b'a');
         assert_eq!(
-            read_capped(endless, 10, 0).unwrap_err(),
+            read_capped(endless, 10, None).unwrap_err(),
             "larger than --max-file-bytes (10 bytes)"
         );
         assert_eq!(
-            read_capped(&b"0123456789"[..], 10, 0).unwrap(),
+            read_capped(&b"0123456789"[..], 10, Some(10)).unwrap(),
             "0123456789"
         );
         assert!(
-            read_capped(&b"\xff"[..], 10, 0)
+            read_capped(&b"\xff"[..], 10, None)
                 .unwrap_err()
                 .starts_with("cannot read: not UTF-8")
         );
