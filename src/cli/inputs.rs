@@ -23,9 +23,9 @@ pub(crate) const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 /// The input-size flag shared by `check`, `replay` and `bench`.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct InputLimits {
-    /// Largest input read, in bytes, for each file, standard input and the --cluster
-    /// snapshot. A larger input is an input error (exit 2); reading stops one byte past the
-    /// limit, so even an endless device ends quickly.
+    /// Largest input read, in bytes: each file, standard input, and any --config or --cluster
+    /// file. A larger input is an input error (exit 2); reading stops one byte past
+    /// the limit, so even an endless device ends quickly.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_FILE_BYTES)]
     pub max_file_bytes: u64,
 }

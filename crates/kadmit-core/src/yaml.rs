@@ -202,6 +202,10 @@ pub fn resolve_merges(value: &mut YamlValue) -> Result<(), ReadError> {
             let Some(position) = mapping.keys().position(is_merge_key) else {
                 return Ok(());
             };
+            // A set, not a scan per merged key: a mapping of many keys merging many keys
+            // would otherwise take their product.
+            let written_before: std::collections::HashSet<YamlValue> =
+                mapping.keys().take(position).cloned().collect();
             let sources = match mapping.shift_remove("<<") {
                 Some(YamlValue::Mapping(source)) => vec![source],
                 Some(YamlValue::Sequence(list)) => list
@@ -222,17 +226,17 @@ pub fn resolve_merges(value: &mut YamlValue) -> Result<(), ReadError> {
                 }
                 None => return Ok(()),
             };
+            // Keys an earlier mapping of the list gave: it wins, for every library.
+            let mut merged_already = std::collections::HashSet::new();
             for source in sources {
                 for (key, merged) in source {
-                    // Keys written before `<<`: go-yaml v2 (kubectl) lets the merge replace
-                    // them, v3 and the spec keep them. Refuse when that changes the value.
-                    let written_before = mapping
-                        .iter()
-                        .take(position)
-                        .find(|(k, _)| **k == key)
-                        .map(|(_, v)| v);
-                    match written_before {
-                        Some(written) if *written != merged => {
+                    if !merged_already.insert(key.clone()) {
+                        continue;
+                    }
+                    match mapping.get(&key) {
+                        // Written before `<<`: go-yaml v2 (kubectl) lets the merge replace it,
+                        // v3 and the spec keep it. Refused when that changes the value.
+                        Some(written) if *written != merged && written_before.contains(&key) => {
                             return Err(ReadError::Merge(format!(
                                 "key {} is written before `<<` and merged with another value: \
                                  go-yaml v2 (kubectl) keeps the merged value, go-yaml v3 and \
@@ -240,11 +244,10 @@ pub fn resolve_merges(value: &mut YamlValue) -> Result<(), ReadError> {
                                 key_text(&key)
                             )));
                         }
+                        // Written after `<<`: it wins, for every library.
                         Some(_) => {}
                         None => {
-                            if !mapping.contains_key(&key) {
-                                mapping.insert(key, merged);
-                            }
+                            mapping.insert(key, merged);
                         }
                     }
                 }
@@ -699,8 +702,13 @@ mod tests {
                 .contains("key `privileged` is written before `<<`"),
             "{err}"
         );
-        // The same value either way is not ambiguous.
+        // The same value either way is not ambiguous; nor is a later mapping of a list that
+        // the earlier one overrides.
         assert!(yaml("d: &d {a: 1}\nsc: {a: 1, <<: *d}\n").is_ok());
+        assert_eq!(
+            yaml("sc: {a: 1, <<: [{a: 1}, {a: 2}]}\n").unwrap()["sc"],
+            json!({"a": 1})
+        );
         let err = yaml("sc: {<<: 1}\n").unwrap_err();
         assert!(matches!(err, ReadError::Merge(_)), "{err}");
         let err = yaml("sc: {<<: [{a: 1}, 2]}\n").unwrap_err();
