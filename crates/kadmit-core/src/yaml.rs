@@ -142,9 +142,11 @@ pub fn parse_document(text: &str, first_line: usize) -> Result<Value, ReadError>
     }
     if !text.contains("<<") {
         // The common case, in one pass and with positions in the errors.
-        return StrictValue::deserialize(serde_yaml_ng::Deserializer::from_str(text))
-            .map(|strict| strict.0)
-            .map_err(|err| from_yaml_error(&err, first_line));
+        return with_node_budget(node_budget(text), || {
+            StrictValue::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+        })
+        .map(|strict| strict.0)
+        .map_err(|err| from_yaml_error(&err, first_line));
     }
     let value = merged_value(text, first_line)?;
     StrictValue::deserialize(value)
@@ -161,6 +163,12 @@ pub fn merged_value(text: &str, first_line: usize) -> Result<YamlValue, ReadErro
             line: Some(line + first_line - 1),
         });
     }
+    // First a pass that counts the values aliases expand to, and stops early: serde_yaml_ng's
+    // own value would expand an alias bomb in full before anything could look at it.
+    with_node_budget(node_budget(text), || {
+        StrictValue::deserialize(serde_yaml_ng::Deserializer::from_str(text)).map(|_| ())
+    })
+    .map_err(|err| from_yaml_error(&err, first_line))?;
     let mut value = YamlValue::deserialize(serde_yaml_ng::Deserializer::from_str(text))
         .map_err(|err| from_yaml_error(&err, first_line))?;
     if let Some(line) = quoted_merge_key(text) {
@@ -283,6 +291,42 @@ fn yaml_type(value: &YamlValue) -> &'static str {
     }
 }
 
+thread_local! {
+    /// How many more values [`StrictValue`] may build on this thread, when limited.
+    static VALUES_LEFT: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// How many values a YAML document may expand to: aliases (`*name`) repeat what their anchor
+/// holds, so a few kilobytes of nested aliases can stand for billions of values. A document
+/// without aliases has fewer values than bytes; this allows twice that, and a million more.
+pub fn node_budget(text: &str) -> usize {
+    1_000_000 + 2 * text.len()
+}
+
+/// Runs `read` with at most `values` values built by [`StrictValue`] on this thread, so an
+/// alias bomb is refused as soon as it exceeds them rather than after it fills memory.
+pub fn with_node_budget<T>(values: usize, read: impl FnOnce() -> T) -> T {
+    let previous = VALUES_LEFT.with(|left| left.replace(Some(values)));
+    let result = read();
+    VALUES_LEFT.with(|left| left.set(previous));
+    result
+}
+
+/// Counts one value against the budget of [`with_node_budget`].
+fn spend_value<E: serde::de::Error>() -> Result<(), E> {
+    VALUES_LEFT.with(|left| match left.get() {
+        None => Ok(()),
+        Some(0) => Err(E::custom(
+            "the document's aliases expand to too many values (more than twice its size \
+             plus a million): refused as an alias bomb",
+        )),
+        Some(n) => {
+            left.set(Some(n - 1));
+            Ok(())
+        }
+    })
+}
+
 /// A JSON value deserialized from YAML or JSON that refuses duplicate keys (serde_json's own
 /// `Value` keeps the last one silently). Non-string scalar keys (`80: http`) become their text,
 /// as YAML-to-JSON conversion makes them.
@@ -291,6 +335,7 @@ pub struct StrictValue(pub Value);
 
 impl<'de> serde::Deserialize<'de> for StrictValue {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        spend_value()?;
         deserializer.deserialize_any(StrictVisitor).map(StrictValue)
     }
 }
@@ -761,6 +806,21 @@ mod tests {
             .map_err(|e| from_json_error(&e))
             .unwrap_err();
         assert!(matches!(err, ReadError::TooDeep { line: Some(1) }));
+    }
+
+    #[test]
+    fn alias_bombs_are_refused_early() {
+        // Few jumps to a large anchor: under serde_yaml_ng's own repetition limit.
+        let keys: String = (0..2000).map(|i| format!("  k{i}: {i}\n")).collect();
+        let uses: String = (0..1000).map(|i| format!("u{i}: *a\n")).collect();
+        let err = yaml(&format!("a: &a\n{keys}{uses}")).unwrap_err();
+        assert!(err.to_string().contains("alias bomb"), "{err}");
+        let merges: String = (0..1000).map(|i| format!("m{i}: {{<<: *a}}\n")).collect();
+        let err = yaml(&format!("a: &a\n{keys}{merges}")).unwrap_err();
+        assert!(err.to_string().contains("alias bomb"), "{err}");
+        // A few uses of a small anchor are what anchors are for.
+        let uses: String = (0..100).map(|i| format!("u{i}: {{<<: *a}}\n")).collect();
+        assert!(yaml(&format!("a: &a {{x: 1, y: 2}}\n{uses}")).is_ok());
     }
 
     #[test]
