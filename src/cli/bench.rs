@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,8 @@ use kadmit_core::{ClusterView, Endpoint, Pipeline, Review};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::replay::EndpointArg;
+use super::inputs::{self, Found, InputLimits};
+use super::replay::{EndpointArg, REPLAY_EXTENSIONS};
 use super::serve::{load_config, load_snapshot};
 use crate::error::{CliError, EXIT_FAILURE, EXIT_OK};
 
@@ -75,6 +76,8 @@ pub struct BenchArgs {
     /// *.yml), or `-` for standard input; as `kadmit replay` reads them.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimits,
 }
 
 /// `--output`.
@@ -97,9 +100,9 @@ fn parse_percent(text: &str) -> Result<f64, String> {
 /// Runs the benchmark; 0 when done (and within `--max-regression`), 1 when a figure regressed
 /// beyond it.
 pub fn run(args: BenchArgs) -> Result<u8, CliError> {
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), Some(args.limits.max_file_bytes))?;
     let cluster: Box<dyn ClusterView> = match &args.cluster {
-        Some(path) => Box::new(load_snapshot(path)?),
+        Some(path) => Box::new(load_snapshot(path, Some(args.limits.max_file_bytes))?),
         None => Box::new(Snapshot::dev()),
     };
     let pipeline = Pipeline::from_config(&config);
@@ -225,31 +228,24 @@ fn read_inputs(args: &BenchArgs) -> Result<Vec<InputText>, CliError> {
     let mut texts = Vec::new();
     for path in &args.paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            let read = std::io::stdin()
-                .lock()
-                .read_to_string(&mut text)
-                .map(|_| text)
-                .map_err(|err| format!("cannot read standard input: {err}"));
             texts.push(InputText {
                 shown: "-".to_owned(),
                 stem: "stdin".to_owned(),
                 format: TextFormat::Detect,
-                text: read,
+                text: inputs::read_stdin(args.limits.max_file_bytes)
+                    .map_err(|error| format!("standard input: {error}")),
             });
         } else {
-            super::inputs::collect(path, &mut files);
+            inputs::collect(path, REPLAY_EXTENSIONS, &mut files);
         }
     }
     for file in files {
         let (path, text) = match file {
-            super::inputs::Found::File(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"));
+            Found::File(path) => {
+                let text = inputs::read_file(&path, args.limits.max_file_bytes);
                 (path, text)
             }
-            super::inputs::Found::Unreadable(path, err) => {
-                (path, Err(format!("cannot read: {err}")))
-            }
+            Found::Unreadable(path, why) => (path, Err(why)),
         };
         texts.push(InputText {
             shown: path.display().to_string(),

@@ -4,17 +4,19 @@
 //! only finds the files, reads them and prints.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use kadmit_core::ClusterView;
 use kadmit_core::cluster::Snapshot;
 use kadmit_core::config::{Level, PodSecurityConfig, PolicyVersion};
-use kadmit_core::manifest::{PodSecurityResult, check_pod_security, read_manifest};
+use kadmit_core::manifest::{PodSecurityResult, check_pod_security, objects};
 use kadmit_core::policy::pod_security::PodSecurity;
 use kadmit_core::policy::pod_security::labels::LevelVersion;
+use kadmit_core::replay::TextFormat;
 use serde::Serialize;
 
+use super::inputs::{self, Found, InputLimits};
 use crate::error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
 /// Flags of `kadmit check`.
@@ -35,9 +37,13 @@ pub struct CheckArgs {
     #[arg(long)]
     pub cluster: Option<PathBuf>,
     /// Files (YAML, multi-document, or JSON) and directories (searched recursively for
-    /// *.yaml, *.yml and *.json).
+    /// *.yaml, *.yml and *.json; symbolic links followed, loops reported; only regular files
+    /// are read in a directory). YAML merge keys (`<<`) are resolved as kubectl's YAML library
+    /// resolves them; duplicate keys and nesting deeper than 128 levels are input errors.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimits,
 }
 
 /// `--output`.
@@ -102,7 +108,10 @@ struct JsonViolation {
 /// error (which wins, since the verdict is then incomplete).
 pub fn run(args: CheckArgs) -> Result<u8, CliError> {
     let namespaces = match &args.cluster {
-        Some(path) => Some(super::serve::load_snapshot(path)?),
+        Some(path) => Some(super::serve::load_snapshot(
+            path,
+            Some(args.limits.max_file_bytes),
+        )?),
         None => None,
     };
     if args.level.is_none() && namespaces.is_none() {
@@ -133,25 +142,31 @@ pub fn run(args: CheckArgs) -> Result<u8, CliError> {
 
     let mut files = Vec::new();
     for path in &args.paths {
-        collect(path, &mut files)?;
+        inputs::collect(path, &["yaml", "yml", "json"], &mut files);
     }
     let mut entries = Vec::new();
     let mut unchecked: std::collections::BTreeMap<String, usize> = Default::default();
     for file in &files {
-        let shown = file.display().to_string();
-        let text = match std::fs::read_to_string(file) {
+        let (path, text) = match file {
+            Found::File(path) => (path, inputs::read_file(path, args.limits.max_file_bytes)),
+            Found::Unreadable(path, why) => (path, Err(why.clone())),
+        };
+        let shown = path.display().to_string();
+        let text = match text {
             Ok(text) => text,
-            Err(err) => {
+            Err(error) => {
                 entries.push(Entry::Error {
                     path: shown,
                     index: 0,
                     item: None,
-                    error: format!("cannot read the file: {err}"),
+                    error,
                 });
                 continue;
             }
         };
-        for object in read_manifest(&text) {
+        // Each object is checked and dropped before the next document is parsed.
+        let format = TextFormat::from_file_name(&path.to_string_lossy());
+        for object in objects(&text, format) {
             let object = match object {
                 Ok(object) => object,
                 Err(err) => {
@@ -325,37 +340,4 @@ fn location(path: &str, index: usize, item: Option<usize>) -> String {
         Some(item) => format!("{path}#{index}.{item}"),
         None => format!("{path}#{index}"),
     }
-}
-
-/// Files to read: the file itself, or a directory's YAML and JSON files, recursively, sorted.
-fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    let metadata = std::fs::metadata(path).map_err(|source| CliError::File {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
-    if !metadata.is_dir() {
-        files.push(path.to_owned());
-        return Ok(());
-    }
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|source| CliError::File {
-            action: "reading",
-            path: path.to_owned(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    for entry in entries {
-        if entry.is_dir() {
-            collect(&entry, files)?;
-        } else if matches!(
-            entry.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            files.push(entry);
-        }
-    }
-    Ok(())
 }

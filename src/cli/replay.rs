@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::io::{IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -22,6 +22,7 @@ use kadmit_core::{ClusterView, Pipeline};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::inputs::{self, Found, InputLimits};
 use super::serve::load_config;
 use crate::error::{CliError, EXIT_FAILURE, EXIT_OK, EXIT_USAGE};
 
@@ -55,9 +56,14 @@ pub struct ReplayArgs {
     /// AdmissionReviews (v1, v1beta1; JSON or YAML, one or many documents), bare
     /// AdmissionRequests, plain manifests (replayed as CREATE), capture files (*.jsonl, one
     /// record per line), directories (searched recursively for *.json, *.jsonl, *.yaml and
-    /// *.yml), or `-` for standard input.
+    /// *.yml; symbolic links followed, loops reported; only regular files are read in a
+    /// directory), or `-` for standard input. YAML merge keys (`<<`) are resolved as kubectl's
+    /// YAML library resolves them; duplicate keys and nesting deeper than 128 levels are input
+    /// errors.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub limits: InputLimits,
 }
 
 /// `--endpoint`.
@@ -92,6 +98,9 @@ pub enum Output {
     /// unusable document an error.
     Junit,
 }
+
+/// What `replay` and `bench` search directories for.
+pub(crate) const REPLAY_EXTENSIONS: &[&str] = &["json", "jsonl", "yaml", "yml"];
 
 /// Inputs at least this large (in bytes, all files together) get a progress bar on a terminal.
 const PROGRESS_BYTES: u64 = 1 << 20;
@@ -129,18 +138,21 @@ enum Entry {
 enum Input {
     Stdin,
     File(PathBuf),
-    /// A path that could not be read or searched; reported as an input error, and replay goes
-    /// on with the others.
-    Unreadable(PathBuf, std::io::Error),
+    /// A path that could not be read or searched, and why; reported as an input error, and
+    /// replay goes on with the others.
+    Unreadable(PathBuf, String),
 }
 
 /// Runs the replay and returns the exit code: 2 if any input could not be replayed (the
 /// verdict is incomplete, which matters more), else 1 if anything was denied (with --diff: if
 /// any answer changed), else 0.
 pub fn run(args: ReplayArgs) -> Result<u8, CliError> {
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), Some(args.limits.max_file_bytes))?;
     let cluster: Box<dyn ClusterView> = match &args.cluster {
-        Some(path) => Box::new(super::serve::load_snapshot(path)?),
+        Some(path) => Box::new(super::serve::load_snapshot(
+            path,
+            Some(args.limits.max_file_bytes),
+        )?),
         None => Box::new(Snapshot::dev()),
     };
     let pipeline = Pipeline::from_config(&config);
@@ -151,10 +163,10 @@ pub fn run(args: ReplayArgs) -> Result<u8, CliError> {
             inputs.push(Input::Stdin);
         } else {
             let mut found = Vec::new();
-            super::inputs::collect(path, &mut found);
+            inputs::collect(path, REPLAY_EXTENSIONS, &mut found);
             inputs.extend(found.into_iter().map(|found| match found {
-                super::inputs::Found::File(path) => Input::File(path),
-                super::inputs::Found::Unreadable(path, err) => Input::Unreadable(path, err),
+                Found::File(path) => Input::File(path),
+                Found::Unreadable(path, why) => Input::Unreadable(path, why),
             }));
         }
     }
@@ -168,42 +180,39 @@ pub fn run(args: ReplayArgs) -> Result<u8, CliError> {
     let mut done_bytes = 0;
     for input in &inputs {
         let (shown, stem, text) = match input {
-            Input::Unreadable(path, err) => {
+            Input::Unreadable(path, why) => {
                 let shown = path.display().to_string();
                 entries.push(Entry::Error {
                     input: shown.clone(),
                     source: shown,
-                    error: format!("cannot read: {err}"),
+                    error: why.clone(),
                 });
                 continue;
             }
-            Input::Stdin => {
-                let mut text = String::new();
-                match std::io::stdin().lock().read_to_string(&mut text) {
-                    Ok(_) => ("-".to_owned(), "stdin".to_owned(), text),
-                    Err(err) => {
-                        entries.push(Entry::Error {
-                            input: "-".to_owned(),
-                            source: "-".to_owned(),
-                            error: format!("cannot read standard input: {err}"),
-                        });
-                        continue;
-                    }
+            Input::Stdin => match inputs::read_stdin(args.limits.max_file_bytes) {
+                Ok(text) => ("-".to_owned(), "stdin".to_owned(), text),
+                Err(error) => {
+                    entries.push(Entry::Error {
+                        input: "-".to_owned(),
+                        source: "-".to_owned(),
+                        error: format!("standard input: {error}"),
+                    });
+                    continue;
                 }
-            }
+            },
             Input::File(path) => {
                 let shown = path.display().to_string();
                 let stem = path
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "input".to_owned());
-                match std::fs::read_to_string(path) {
+                match inputs::read_file(path, args.limits.max_file_bytes) {
                     Ok(text) => (shown, stem, text),
-                    Err(err) => {
+                    Err(error) => {
                         entries.push(Entry::Error {
                             input: shown.clone(),
                             source: shown,
-                            error: format!("cannot read: {err}"),
+                            error,
                         });
                         continue;
                     }

@@ -183,7 +183,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
             args.max_buffered_decoded_bytes, args.max_decoded_bytes
         )));
     }
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.config.as_deref(), None)?;
     let metrics = Arc::new(Metrics::new());
     let capture = match &args.capture_dir {
         Some(dir) => Some(start_capture(&args, dir, &metrics)?),
@@ -243,7 +243,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
 
     // The cluster view: a snapshot, nothing (--dev), or the live API server.
     let (cluster, readiness): (Arc<dyn ClusterView>, Readiness) = match (&args.cluster, args.dev) {
-        (Some(path), _) => (Arc::new(load_snapshot(path)?), Readiness::always()),
+        (Some(path), _) => (Arc::new(load_snapshot(path, None)?), Readiness::always()),
         (None, true) => (Arc::new(Snapshot::dev()), Readiness::always()),
         (None, false) => {
             let client = client_from_kubeconfig(args.kubeconfig.as_deref()).await?;
@@ -357,28 +357,24 @@ fn dev_mode(config: Option<&Path>, cluster: Option<&Path>) -> String {
     format!("{cluster}, {config}, self-signed certificate")
 }
 
-/// The configuration file, or the built-in defaults without one (shared by serve and replay).
-pub(crate) fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+/// The configuration file, or the built-in defaults without one (shared by serve, replay and
+/// bench). `max_bytes`: the offline tools' `--max-file-bytes`; the server reads its own files
+/// whole.
+pub(crate) fn load_config(path: Option<&Path>, max_bytes: Option<u64>) -> Result<Config, CliError> {
     let Some(path) = path else {
         return Ok(Config::default());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = read_text(path, max_bytes)?;
     Config::from_yaml(&text).map_err(|source| CliError::Config {
         path: path.to_owned(),
         source,
     })
 }
 
-pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::File {
-        action: "reading",
-        path: path.to_owned(),
-        source,
-    })?;
+/// The cluster snapshot (shared by serve, check, replay and bench); `max_bytes` as for
+/// [`load_config`].
+pub(crate) fn load_snapshot(path: &Path, max_bytes: Option<u64>) -> Result<Snapshot, CliError> {
+    let text = read_text(path, max_bytes)?;
     let snapshot = Snapshot::parse(&text).map_err(|source| CliError::Snapshot {
         path: path.to_owned(),
         source,
@@ -390,6 +386,19 @@ pub(crate) fn load_snapshot(path: &Path) -> Result<Snapshot, CliError> {
         "cluster snapshot loaded"
     );
     Ok(snapshot)
+}
+
+/// A file's text, within `max_bytes` when given.
+fn read_text(path: &Path, max_bytes: Option<u64>) -> Result<String, CliError> {
+    let read = match max_bytes {
+        Some(max) => super::inputs::read_file(path, max).map_err(std::io::Error::other),
+        None => std::fs::read_to_string(path),
+    };
+    read.map_err(|source| CliError::File {
+        action: "reading",
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// A pod CREATE review for the printed curl command.

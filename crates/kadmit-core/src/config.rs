@@ -11,6 +11,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::{Deserialize, Deserializer};
 
+use crate::yaml::ReadError;
+
 pub use crate::image::ImagePattern;
 
 /// The whole configuration; every section and key is optional and has the documented default.
@@ -45,6 +47,8 @@ pub struct ConfigError {
 
 impl Config {
     /// Parses the YAML configuration file's text. An empty file is the default configuration.
+    /// Merge keys (`<<`) are resolved as kubectl's YAML library resolves them; a duplicate key
+    /// or nesting deeper than [`crate::yaml::MAX_DEPTH`] is an error.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
         let has_content = text.lines().any(|line| {
             let line = line.trim();
@@ -53,8 +57,26 @@ impl Config {
         if !has_content {
             return Ok(Config::default());
         }
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let config: Config = serde_path_to_error::deserialize(de).map_err(|err| {
+        // First as a generic value: nesting, duplicate keys (which the typed reading below
+        // would let a map keep silently) and merge keys (which it would take for a key).
+        let merged = match crate::yaml::merged_value(text, 1) {
+            Ok(value) => Some(value),
+            // The typed reading below says it with the key's path.
+            Err(ReadError::Syntax(_)) => None,
+            Err(ReadError::DuplicateKey { key, within, at }) => {
+                return Err(ConfigError {
+                    path: within.map_or_else(|| key.clone(), |within| format!("{within}.{key}")),
+                    message: format!("duplicate key{at}"),
+                });
+            }
+            Err(other) => {
+                return Err(ConfigError {
+                    path: "(top level)".to_owned(),
+                    message: other.to_string(),
+                });
+            }
+        };
+        let typed_error = |err: serde_path_to_error::Error<serde_yaml_ng::Error>| {
             let path = err.path().to_string();
             let message = err.into_inner().to_string();
             // serde_yaml_ng starts some messages with the path, or its parent's; say it once.
@@ -74,7 +96,15 @@ impl Config {
                 },
                 message,
             }
-        })?;
+        };
+        let config: Config = match merged {
+            // With merges, from the merged value: errors keep their key path, not their line.
+            Some(value) if text.contains("<<") => {
+                serde_path_to_error::deserialize(value).map_err(typed_error)?
+            }
+            _ => serde_path_to_error::deserialize(serde_yaml_ng::Deserializer::from_str(text))
+                .map_err(typed_error)?,
+        };
         config.check()?;
         Ok(config)
     }
@@ -645,6 +675,39 @@ failure: {onError: allow}
         assert!(
             err.to_string()
                 .starts_with("nonsense: unknown field `nonsense`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn merge_keys_resolve_and_duplicates_are_errors() {
+        let config = Config::from_yaml(
+            "x-levels: &strict {enforce: restricted, warn: restricted}\npodSecurity:\n  defaults:\n    <<: *strict\n    warn: baseline\n",
+        );
+        // The top-level anchor holder is an unknown key: merged, the rest is read.
+        assert_eq!(config.unwrap_err().path, "x-levels");
+        let config = Config::from_yaml(
+            "podSecurity:\n  defaults: &d {enforce: restricted}\n  exemptions: {}\ngmsa: {<<: {enabled: false}}\n",
+        )
+        .unwrap();
+        assert!(!config.gmsa.enabled);
+        // After a merge the key path is kept (the line is not known any more).
+        let err = Config::from_yaml("podSecurity:\n  defaults:\n    <<: {enforce: strict}\n")
+            .unwrap_err();
+        assert_eq!(err.path, "podSecurity.defaults.enforce");
+        assert!(err.message.starts_with("unknown variant `strict`"), "{err}");
+        let err = Config::from_yaml("defaultResources:\n  rules:\n  - default: {cpu: 1, cpu: 2}\n")
+            .unwrap_err();
+        assert_eq!(err.path, "defaultResources.rules[0].default.cpu");
+        assert!(
+            err.message
+                .starts_with("duplicate key (the mapping starting at line 3"),
+            "{err}"
+        );
+        let deep = format!("gmsa: {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
+        let err = Config::from_yaml(&deep).unwrap_err();
+        assert!(
+            err.message.starts_with("nested more than 128 levels"),
             "{err}"
         );
     }

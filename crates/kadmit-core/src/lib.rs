@@ -17,6 +17,7 @@ pub mod pod;
 pub mod policy;
 pub mod replay;
 pub mod review;
+pub mod yaml;
 
 pub use cluster::{ClusterError, ClusterView};
 pub use config::Config;

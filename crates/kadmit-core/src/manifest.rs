@@ -1,18 +1,19 @@
 //! Kubernetes manifests as people write them (YAML, several documents, `List`s, or JSON), read
 //! into the objects kadmit evaluates offline, with the API server's defaulting applied.
 
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::{Level, PolicyVersion};
 use crate::defaulting::default_pod_spec;
 use crate::policy::pod_security::{CheckVerdict, check_manifest, template_of};
+use crate::replay::{InputError, TextFormat, documents};
 use crate::review::{GroupVersionKind, TypedObject};
 
 /// One object of a manifest file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ManifestObject {
-    /// 0-based index of the YAML document in the file.
+    /// 0-based index of the document in the file (YAML documents as a YAML parser numbers
+    /// them, JSON values in order).
     pub document: usize,
     /// 0-based index in a `List`'s `items`, when the object came from one.
     pub item: Option<usize>,
@@ -32,56 +33,74 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// Reads every object of a manifest file, in order. Empty documents are skipped; a document
-/// that is not a Kubernetes object is an error for that document, and reading goes on, except
-/// after a YAML syntax error, which ends the file (the parser cannot resynchronise).
+/// Reads every object of a manifest file, in order, as YAML (which reads JSON too). See
+/// [`objects`], which reads lazily and in the format a file name says.
 pub fn read_manifest(text: &str) -> Vec<Result<ManifestObject, ManifestError>> {
-    let mut out = Vec::new();
-    for (document, de) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
-        let value = match Value::deserialize(de) {
-            Ok(value) => value,
-            Err(err) => {
-                out.push(Err(ManifestError {
-                    document,
-                    item: None,
-                    message: format!("not valid YAML or JSON: {err}"),
-                }));
-                break;
-            }
-        };
-        match value {
-            Value::Null => {}
-            Value::Object(_) => {
-                let is_list = value
-                    .get("kind")
-                    .and_then(Value::as_str)
-                    .is_some_and(|k| k.ends_with("List"))
-                    && value.get("items").is_some();
-                if is_list {
-                    match value.get("items") {
-                        Some(Value::Array(items)) => {
-                            for (i, item) in items.iter().enumerate() {
-                                out.push(object(document, Some(i), item.clone()));
-                            }
-                        }
-                        _ => out.push(Err(ManifestError {
-                            document,
-                            item: None,
-                            message: "`items` of a List must be a list of objects".to_owned(),
-                        })),
-                    }
-                } else {
-                    out.push(object(document, None, value));
-                }
-            }
-            other => out.push(Err(ManifestError {
-                document,
-                item: None,
-                message: format!("expected a Kubernetes object, found {}", json_type(&other)),
-            })),
+    objects(text, TextFormat::Yaml).collect()
+}
+
+/// The objects of a manifest file, in order, read lazily: one document is parsed when the
+/// iterator reaches it, so a file of many documents takes the memory of one document (and of
+/// the text) at a time, not of all of them.
+///
+/// Empty documents are skipped; a document that is not a Kubernetes object is an error for
+/// that document, and reading goes on. A YAML syntax error costs its document; a JSON one ends
+/// the file (the parser cannot resynchronise). YAML merge keys are resolved, duplicate keys
+/// refused and nesting limited as [`crate::yaml`] describes.
+pub fn objects(
+    text: &str,
+    format: TextFormat,
+) -> impl Iterator<Item = Result<ManifestObject, ManifestError>> + '_ {
+    documents(text, format).flat_map(|document| document_objects(document.index, document.value))
+}
+
+/// The objects of one document: itself, or a `List`'s items.
+fn document_objects(
+    document: usize,
+    value: Result<Value, InputError>,
+) -> Vec<Result<ManifestObject, ManifestError>> {
+    let error = |message: String| {
+        vec![Err(ManifestError {
+            document,
+            item: None,
+            message,
+        })]
+    };
+    let value = match value {
+        Ok(value) => value,
+        Err(InputError::NotYaml(message)) => {
+            return error(format!("not valid YAML: {message}"));
         }
+        Err(InputError::NotJson(message)) => {
+            return error(format!("not valid JSON: {message}"));
+        }
+        Err(other) => return error(other.to_string()),
+    };
+    match value {
+        Value::Null => Vec::new(),
+        Value::Object(mut map) => {
+            let is_list = map
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k.ends_with("List"))
+                && map.contains_key("items");
+            if !is_list {
+                return vec![object(document, None, Value::Object(map))];
+            }
+            match map.remove("items") {
+                Some(Value::Array(items)) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| object(document, Some(i), item))
+                    .collect(),
+                _ => error("`items` of a List must be a list of objects".to_owned()),
+            }
+        }
+        other => error(format!(
+            "expected a Kubernetes object, found {}",
+            json_type(&other)
+        )),
     }
-    out
 }
 
 fn object(
@@ -239,7 +258,7 @@ mod tests {
                 .as_ref()
                 .unwrap_err()
                 .message
-                .starts_with("not valid YAML or JSON")
+                .starts_with("not valid YAML: ")
         );
     }
 

@@ -17,6 +17,7 @@ use crate::manifest::gvk_of;
 use crate::policy::Endpoint;
 use crate::policy::pipeline::Pipeline;
 use crate::review::{AdmissionResponse, DecodeError, Review, Status, WorkloadKind};
+use crate::yaml::{self, ReadError, StrictValue};
 
 /// The user name of requests made from plain manifests, so exemptions and logs can tell them
 /// apart from real users.
@@ -55,6 +56,9 @@ impl TextFormat {
 /// One document of a text.
 #[derive(Debug)]
 pub struct Document {
+    /// 0-based index of the document in the text: YAML documents as a YAML parser numbers them
+    /// (an empty document between two `---` counts), JSON values and JSON lines in order.
+    pub index: usize,
     /// 1-based line where the document starts, as editors number lines.
     pub line: usize,
     /// How many bytes of the text it spans (for progress reporting).
@@ -63,10 +67,12 @@ pub struct Document {
     pub value: Result<Value, InputError>,
 }
 
-/// Splits `text` into documents, lazily, so a large capture file is never held parsed at once.
+/// Splits `text` into documents, lazily, so a large file is never held parsed at once: each
+/// document is parsed when the iterator reaches it, and can be dropped before the next.
 ///
 /// Empty YAML documents (nothing but comments and markers) and blank lines are skipped. A
-/// leading byte order mark is ignored.
+/// leading byte order mark is ignored. YAML merge keys are resolved, duplicate keys refused and
+/// nesting limited as [`crate::yaml`] describes, in YAML and JSON alike.
 pub fn documents(text: &str, format: TextFormat) -> Box<dyn Iterator<Item = Document> + '_> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     match format {
@@ -79,7 +85,10 @@ pub fn documents(text: &str, format: TextFormat) -> Box<dyn Iterator<Item = Docu
             }
             let mut json = JsonDocuments::new(text).peekable();
             match json.peek() {
-                Some(Document { value: Err(_), .. }) => {
+                Some(Document {
+                    value: Err(InputError::NotJson(_)),
+                    ..
+                }) => {
                     // Flow-style YAML starts with `{` too; it is YAML if YAML reads it.
                     let mut yaml = YamlDocuments::new(text).peekable();
                     match yaml.peek() {
@@ -122,11 +131,12 @@ impl<'a> LineCounter<'a> {
     }
 }
 
-/// Whitespace-separated JSON values.
+/// Whitespace-separated JSON values, duplicate keys refused.
 struct JsonDocuments<'a> {
     text: &'a str,
-    stream: serde_json::StreamDeserializer<'a, serde_json::de::StrRead<'a>, Value>,
+    stream: serde_json::StreamDeserializer<'a, serde_json::de::StrRead<'a>, StrictValue>,
     lines: LineCounter<'a>,
+    index: usize,
     done: bool,
 }
 
@@ -136,6 +146,7 @@ impl<'a> JsonDocuments<'a> {
             text,
             stream: serde_json::Deserializer::from_str(text).into_iter(),
             lines: LineCounter::new(text),
+            index: 0,
             done: false,
         }
     }
@@ -154,12 +165,47 @@ impl Iterator for JsonDocuments<'_> {
         let next = self.stream.next()?;
         let line = self.lines.line_at(start);
         let len = self.stream.byte_offset().saturating_sub(before);
-        let value = next.map_err(|err| {
-            // The parser cannot find the start of the next value after a syntax error.
+        let value = next.map(|strict| strict.0).map_err(|err| {
+            // The parser cannot find the start of the next value after an error.
             self.done = true;
-            InputError::NotJson(err.to_string())
+            json_error(&err, None)
         });
-        Some(Document { line, len, value })
+        let index = self.index;
+        self.index += 1;
+        Some(Document {
+            index,
+            line,
+            len,
+            value,
+        })
+    }
+}
+
+/// A JSON error as an [`InputError`]. `line` is the file's line when serde_json was given one
+/// line of the file (a capture record), whose line numbers are not the file's.
+fn json_error(err: &serde_json::Error, line: Option<usize>) -> InputError {
+    match yaml::from_json_error(err) {
+        ReadError::Syntax(_) => match line {
+            // serde_json counts from the start of the line it was given: only the column is
+            // news.
+            Some(_) => InputError::NotJson(format!(
+                "{} at column {}",
+                strip_position(err),
+                err.column()
+            )),
+            None => InputError::NotJson(err.to_string()),
+        },
+        ReadError::TooDeep { .. } if line.is_some() => {
+            InputError::Read(ReadError::TooDeep { line })
+        }
+        ReadError::DuplicateKey { key, within, .. } if line.is_some() => {
+            InputError::Read(ReadError::DuplicateKey {
+                key,
+                within,
+                at: format!(" at column {}", err.column()),
+            })
+        }
+        other => InputError::Read(other),
     }
 }
 
@@ -168,127 +214,46 @@ fn json_lines(text: &str) -> impl Iterator<Item = Document> + '_ {
     text.split_inclusive('\n')
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| Document {
-            line: index + 1,
+        .enumerate()
+        .map(|(index, (number, line))| Document {
+            index,
+            line: number + 1,
             len: line.len(),
-            value: serde_json::from_str(line.trim_end_matches(['\n', '\r'])).map_err(|err| {
-                // serde_json counts from the start of the line it was given: only the column
-                // is news.
-                let message = strip_position(&err);
-                InputError::NotJson(format!("{message} at column {}", err.column()))
-            }),
+            value: serde_json::from_str::<StrictValue>(line.trim_end_matches(['\n', '\r']))
+                .map(|strict| strict.0)
+                .map_err(|err| json_error(&err, Some(number + 1))),
         })
 }
 
-/// YAML documents, split at `---` and `...` markers at the start of a line (the YAML spec
-/// forbids both at column 0 inside a document), and parsed one at a time.
+/// YAML documents, split by [`yaml::split_documents`] and parsed one at a time, so a syntax
+/// error costs that document only.
 struct YamlDocuments<'a> {
-    text: &'a str,
-    /// Byte offset of the next unread line.
-    offset: usize,
-    /// Line number of the next unread line.
-    line: usize,
+    chunks: yaml::Documents<'a>,
 }
 
 impl<'a> YamlDocuments<'a> {
     fn new(text: &'a str) -> Self {
         YamlDocuments {
-            text,
-            offset: 0,
-            line: 1,
+            chunks: yaml::split_documents(text),
         }
     }
-}
-
-/// Whether `line` is a document marker (`---` or `...`, alone or followed by a space).
-fn marker(line: &str, marker: &str) -> bool {
-    line.strip_prefix(marker)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t', '\r', '\n']))
-}
-
-/// Whether a YAML line carries content (not blank, not a comment, not a bare marker, not a
-/// directive such as `%YAML 1.2`).
-fn yaml_content(line: &str) -> bool {
-    let trimmed = line.trim();
-    let after_marker = if marker(line, "---") {
-        line.get(3..).unwrap_or("").trim()
-    } else {
-        trimmed
-    };
-    !(after_marker.is_empty()
-        || after_marker.starts_with('#')
-        || line.starts_with('%')
-        || marker(line, "..."))
 }
 
 impl Iterator for YamlDocuments<'_> {
     type Item = Document;
 
     fn next(&mut self) -> Option<Document> {
-        loop {
-            if self.offset >= self.text.len() {
-                return None;
-            }
-            let start = self.offset;
-            let start_line = self.line;
-            let mut end = start;
-            let mut has_content = false;
-            // Whether every line so far is blank, a comment or a directive (`%YAML 1.2`), and
-            // whether there was a directive: then the `---` ends the prologue, not a document.
-            let mut prologue_only = true;
-            let mut directive = false;
-            let mut first = true;
-            for line in self.text[start..].split_inclusive('\n') {
-                // A `---` opens the next document; `...` closes this one.
-                if !first && marker(line, "---") && !(prologue_only && directive) {
-                    break;
-                }
-                first = false;
-                end += line.len();
-                self.line += 1;
-                if marker(line, "...") {
-                    break;
-                }
-                let trimmed = line.trim();
-                if line.starts_with('%') {
-                    directive = true;
-                } else if !(trimmed.is_empty() || trimmed.starts_with('#')) {
-                    prologue_only = false;
-                }
-                has_content |= yaml_content(line);
-            }
-            self.offset = end;
-            if !has_content {
-                continue;
-            }
-            let chunk = &self.text[start..end];
-            let value = serde_yaml_ng::from_str::<Value>(chunk)
-                .map_err(|err| InputError::NotYaml(yaml_message(&err, start_line)));
-            return Some(Document {
-                line: start_line,
-                len: end - start,
-                value,
-            });
-        }
-    }
-}
-
-/// A YAML error with its position counted from the start of the file, not of the document.
-fn yaml_message(err: &serde_yaml_ng::Error, first_line: usize) -> String {
-    let text = err.to_string();
-    match err.location() {
-        Some(location) => {
-            let message = match text.rfind(" at line ") {
-                Some(at) => &text[..at],
-                None => &text,
-            };
-            format!(
-                "{message} at line {} column {}",
-                location.line() + first_line - 1,
-                location.column()
-            )
-        }
-        None => text,
+        let chunk = self.chunks.by_ref().find(|chunk| chunk.has_content)?;
+        let value = yaml::parse_document(chunk.text, chunk.line).map_err(|err| match err {
+            ReadError::Syntax(message) => InputError::NotYaml(message),
+            other => InputError::Read(other),
+        });
+        Some(Document {
+            index: chunk.index,
+            line: chunk.line,
+            len: chunk.text.len(),
+            value,
+        })
     }
 }
 
@@ -302,6 +267,9 @@ pub enum InputError {
     /// The text is not YAML.
     #[error("not YAML: {0}")]
     NotYaml(String),
+    /// Nested too deeply, a duplicate key, a merge key that cannot be resolved.
+    #[error(transparent)]
+    Read(ReadError),
     /// The whole document is `null`.
     #[error(
         "the document is `null`: expected an AdmissionReview, an AdmissionRequest, a manifest or a capture record"

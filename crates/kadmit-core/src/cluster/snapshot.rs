@@ -7,11 +7,12 @@ use std::time::Instant;
 use k8s_openapi::Resource;
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
-use serde::de::{DeserializeOwned, DeserializeSeed};
+use serde::de::{DeserializeOwned, DeserializeSeed, Error as _};
 use serde_json::Value;
 
 use super::rbac::Rbac;
 use super::{AccessDecision, AccessRequest, ClusterError, ClusterView, GmsaCredentialSpec};
+use crate::yaml::{ReadError, StrictValue};
 
 /// The `apiVersion`s a GMSACredentialSpec may have (the CRD serves both; `v1` is stored).
 const GMSA_API_VERSIONS: &[&str] = &["windows.k8s.io/v1", "windows.k8s.io/v1alpha1"];
@@ -84,7 +85,9 @@ impl Snapshot {
     /// A `List`'s items are added one at a time as they are read, never all held as JSON values
     /// at once: a dump of a large cluster (`kubectl get -A -o json`, tens of megabytes) would
     /// otherwise take several hundred megabytes while it is read. A single JSON document is read
-    /// by serde_json, streaming; anything else (YAML, several documents) by serde_yaml_ng.
+    /// by serde_json, streaming; anything else (YAML, several documents) by serde_yaml_ng, one
+    /// document at a time. YAML merge keys (`<<`) are resolved as kubectl's YAML library resolves
+    /// them; duplicate keys and nesting deeper than [`crate::yaml::MAX_DEPTH`] are errors.
     pub fn parse(text: &str) -> Result<Snapshot, SnapshotError> {
         let mut snapshot = Snapshot::default();
         if text.trim_start().starts_with('{') {
@@ -103,23 +106,44 @@ impl Snapshot {
                 (Err(_), None) => snapshot = Snapshot::default(),
             }
         }
-        for (index, document) in serde_yaml_ng::Deserializer::from_str(text).enumerate() {
+        // YAML: one document at a time. A document with a merge key goes through a YAML value
+        // to resolve it (see `crate::yaml`); the others stream, as JSON does.
+        for chunk in crate::yaml::split_documents(text) {
+            if !chunk.has_content {
+                continue;
+            }
+            let document = chunk.index + 1;
+            let read_error = |err: ReadError| SnapshotError {
+                document,
+                item: None,
+                message: err.to_string(),
+            };
+            if let Some(line) = crate::yaml::flow_too_deep(chunk.text) {
+                return Err(read_error(ReadError::TooDeep {
+                    line: Some(line + chunk.line - 1),
+                }));
+            }
             let mut failure = None;
             let seed = DocumentSeed {
                 snapshot: &mut snapshot,
-                document: index + 1,
+                document,
                 failure: &mut failure,
             };
-            let read = DeserializeSeed::deserialize(seed, document);
+            let read = if chunk.text.contains("<<") {
+                let value =
+                    crate::yaml::merged_value(chunk.text, chunk.line).map_err(read_error)?;
+                DeserializeSeed::deserialize(seed, value)
+            } else {
+                DeserializeSeed::deserialize(
+                    seed,
+                    serde_yaml_ng::Deserializer::from_str(chunk.text),
+                )
+            };
             match (read, failure) {
                 (_, Some(failure)) => return Err(failure),
                 (Ok(()), None) => {}
                 (Err(e), None) => {
-                    return Err(SnapshotError {
-                        document: index + 1,
-                        item: None,
-                        message: e.to_string(),
-                    });
+                    return Err(read_error(crate::yaml::from_yaml_error(&e, chunk.line)));
                 }
             }
         }
@@ -383,12 +407,15 @@ impl<'de> serde::de::Visitor<'de> for DocumentSeed<'_> {
         let mut object = serde_json::Map::new();
         let mut items: Option<Result<usize, &'static str>> = None;
         while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) || (key == "items" && items.is_some()) {
+                return Err(A::Error::custom(format!("duplicate key `{key}`")));
+            }
             if key == "items" {
                 items = Some(map.next_value_seed(ItemsSeed {
                     document: &mut self,
                 })?);
             } else {
-                let value: Value = map.next_value()?;
+                let StrictValue(value) = map.next_value()?;
                 object.insert(key, value);
             }
         }
@@ -445,7 +472,7 @@ impl<'de> serde::de::Visitor<'de> for ItemsSeed<'_, '_> {
 
     fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut count = 0;
-        while let Some(item) = seq.next_element::<Value>()? {
+        while let Some(StrictValue(item)) = seq.next_element()? {
             if let Err(message) = self.document.snapshot.add(&item) {
                 return Err(self.document.fail(Some(count), message));
             }
@@ -632,6 +659,39 @@ mod tests {
             snapshot.unused.get("ConfigMap (not a kind kadmit reads)"),
             Some(&1)
         );
+    }
+
+    #[test]
+    fn merge_keys_resolve_and_duplicates_are_errors() {
+        let snapshot = Snapshot::parse(
+            "kind: Namespace\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: b\n  labels:\n    <<: {pod-security.kubernetes.io/enforce: restricted}\n",
+        )
+        .unwrap();
+        let b = snapshot.namespace("b").unwrap().unwrap();
+        assert_eq!(
+            b.metadata.labels.as_ref().unwrap()["pod-security.kubernetes.io/enforce"],
+            "restricted"
+        );
+        let err = Snapshot::parse(
+            "kind: Namespace\nmetadata: {name: a}\n---\nkind: Namespace\nmetadata: {name: b, name: c}\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.document, 2);
+        assert!(err.message.starts_with("duplicate key `name`"), "{err}");
+        let err = Snapshot::parse(
+            r#"{"kind":"List","items":[{"kind":"Namespace","metadata":{"name":"a","name":"b"}}]}"#,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("duplicate key `name`"), "{err}");
+        let err = Snapshot::parse(r#"{"kind":"Namespace","kind":"Pod"}"#).unwrap_err();
+        assert!(err.message.contains("duplicate key `kind`"), "{err}");
+        let deep = format!(
+            "kind: Namespace\nx: {}{}\n",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let err = Snapshot::parse(&deep).unwrap_err();
+        assert_eq!(err.message, "nested more than 128 levels deep (at line 2)");
     }
 
     #[test]
